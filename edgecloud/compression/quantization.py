@@ -1,0 +1,47 @@
+"""Symmetric linear quantization with one scale per tensor (seed 001's 8-bit updates).
+
+Hand-written because torch's quantization API works on tensors inside modules and
+returns torch-specific quantized types, while the wire format here is a plain
+integer array plus one float scale that NumPy on the receiving side can decode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+SUPPORTED_BITS = (8, 16)
+
+
+def quantized_dtype(bits: int) -> type[np.signedinteger[npt.NBitBase]]:
+    """The smallest signed integer type holding ``bits``-bit codes."""
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(
+            f"quantization bits is {bits}; expected one of {SUPPORTED_BITS}"
+        )
+    return np.int8 if bits == 8 else np.int16
+
+
+def quantize_symmetric(
+    values: npt.NDArray[np.floating[npt.NBitBase]], bits: int
+) -> tuple[npt.NDArray[np.signedinteger[npt.NBitBase]], float]:
+    """Quantize to integers in ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]`` with one scale.
+
+    Returns ``(codes, scale)`` with ``values ~= codes * scale``; the rounding error
+    per element is at most ``scale / 2 = max|values| / (2 * (2^(bits-1) - 1))``.
+    """
+    dtype = quantized_dtype(bits)
+    qmax = 2 ** (bits - 1) - 1
+    amax = float(np.max(np.abs(values))) if values.size else 0.0
+    if not np.isfinite(amax):
+        raise ValueError("cannot quantize an array holding NaN or infinity")
+    scale = amax / qmax if amax > 0.0 else 1.0
+    codes = np.clip(np.rint(values / scale), -qmax, qmax).astype(dtype)
+    return codes, scale
+
+
+def dequantize(
+    codes: npt.NDArray[np.signedinteger[npt.NBitBase]], scale: float
+) -> npt.NDArray[np.float32]:
+    """Inverse of :func:`quantize_symmetric` (up to rounding)."""
+    return (codes.astype(np.float32) * np.float32(scale)).astype(np.float32)

@@ -1,0 +1,115 @@
+"""Deterministic IID / Dirichlet / shard partitions through flwr-datasets partitioners."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from datasets import Dataset
+from flwr_datasets.partitioner import (
+    DirichletPartitioner,
+    IidPartitioner,
+    Partitioner,
+    ShardPartitioner,
+)
+
+METHODS = ("iid", "dirichlet", "shards")
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """How a dataset is split across ``num_partitions`` clients.
+
+    Parameters
+    ----------
+    method : str
+        ``"iid"``, ``"dirichlet"`` (label proportions drawn from Dir(alpha)) or
+        ``"shards"`` (sorted by label, each client gets ``shards_per_partition``
+        shards, as in McMahan et al. 2017).
+    num_partitions : int
+        Number of clients.
+    seed : int
+        Same seed, same partitions.
+    alpha : float
+        Dirichlet concentration (smaller is more skewed).
+    shards_per_partition : int
+        Shards per client for ``"shards"``.
+    """
+
+    method: str
+    num_partitions: int
+    seed: int
+    alpha: float = 0.5
+    shards_per_partition: int = 2
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(
+                f"partitioning method {self.method!r} unknown; expected one of "
+                f"{', '.join(METHODS)}"
+            )
+        if self.num_partitions < 1:
+            raise ValueError(
+                f"num_partitions is {self.num_partitions}; expected an integer >= 1"
+            )
+
+
+def partition_indices(
+    labels: npt.NDArray[np.int64], spec: PartitionSpec
+) -> list[npt.NDArray[np.int64]]:
+    """Row indices of every partition of a dataset with these ``labels``.
+
+    Only the labels go into the HF ``Dataset`` the partitioner sees (plus a row
+    index column), so partitioning 50 000 CIFAR-10 images costs milliseconds.
+    """
+    if spec.num_partitions > len(labels):
+        raise ValueError(
+            f"cannot split {len(labels)} examples into {spec.num_partitions} "
+            "partitions; expected num-partitions <= number of examples"
+        )
+    partitioner = _make_partitioner(spec, len(labels))
+    partitioner.dataset = Dataset.from_dict(
+        {"row": np.arange(len(labels), dtype=np.int64), "label": labels}
+    )
+    with warnings.catch_warnings():
+        # Dirichlet resampling warnings are expected for small alpha; the result is
+        # still deterministic and the sizes are logged by the caller.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # pyarrow, inside datasets
+        return [
+            np.asarray(partitioner.load_partition(pid)["row"], dtype=np.int64)
+            for pid in range(spec.num_partitions)
+        ]
+
+
+def label_histogram(labels: npt.NDArray[np.int64], num_classes: int) -> list[int]:
+    """Count of each class in ``labels`` (length ``num_classes``)."""
+    return [int(c) for c in np.bincount(labels, minlength=num_classes)[:num_classes]]
+
+
+def _make_partitioner(spec: PartitionSpec, num_rows: int) -> Partitioner:
+    if spec.method == "iid":
+        return IidPartitioner(num_partitions=spec.num_partitions)
+    if spec.method == "dirichlet":
+        # flwr-datasets resamples until every partition has min_partition_size rows
+        # (10 by default), which tiny datasets with small alpha cannot reach; a fifth
+        # of the average partition still guarantees no client is left empty.
+        min_size = max(1, min(10, num_rows // (5 * spec.num_partitions)))
+        return DirichletPartitioner(
+            num_partitions=spec.num_partitions,
+            partition_by="label",
+            alpha=spec.alpha,
+            min_partition_size=min_size,
+            self_balancing=False,
+            shuffle=True,
+            seed=spec.seed,
+        )
+    return ShardPartitioner(
+        num_partitions=spec.num_partitions,
+        partition_by="label",
+        num_shards_per_partition=spec.shards_per_partition,
+        shuffle=True,
+        seed=spec.seed,
+    )

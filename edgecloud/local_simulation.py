@@ -1,0 +1,106 @@
+"""Run the app in-process on Flower's simulation engine (tests, benchmarks, scripts).
+
+``flwr run .`` is the user-facing way; this module drives the same ServerApp and
+ClientApp through ``flwr.simulation.run_simulation`` (no SuperLink), injecting the
+run config that ``run_simulation`` leaves empty (guide section 3.3).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+from flwr.common.config import get_fused_config_from_dir
+from flwr.serverapp import Grid, ServerApp
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+Scalar = bool | int | float | str
+
+
+def default_run_config() -> dict[str, Scalar]:
+    """``[tool.flwr.app.config]`` of the project's pyproject.toml."""
+    return dict(get_fused_config_from_dir(PROJECT_DIR, {}))
+
+
+def make_run_config(overrides: Mapping[str, Scalar] | None = None) -> dict[str, Scalar]:
+    """Defaults with ``overrides`` applied; an unknown key is an error, as in flwr run."""
+    config = default_run_config()
+    unknown = sorted(set(overrides or {}) - set(config))
+    if unknown:
+        raise KeyError(f"unknown run-config key(s) {unknown}")
+    config.update(overrides or {})
+    return config
+
+
+class _ConfiguredClientApp(ClientApp):
+    """A ClientApp that presents ``run_config`` to a wrapped ClientApp."""
+
+    def __init__(self, inner: ClientApp, run_config: Mapping[str, Scalar]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._run_config = dict(run_config)
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        original = context.run_config
+        context.run_config = dict(self._run_config)
+        try:
+            return self._inner(message, context)
+        finally:
+            # The simulation engine rejects a context whose run_config changed.
+            context.run_config = original
+
+
+def run_local_simulation(
+    overrides: Mapping[str, Scalar] | None = None,
+    *,
+    num_supernodes: int = 2,
+    client_app: ClientApp | None = None,
+    num_cpus_per_client: float = 1.0,
+    verbose: bool = False,
+) -> None:
+    """Run the edgecloud ServerApp and ClientApp with ``overrides`` in-process.
+
+    Parameters
+    ----------
+    overrides : Mapping, optional
+        Run-config values replacing the pyproject defaults (kebab-case keys).
+    num_supernodes : int
+        Number of virtual SuperNodes (partitions).
+    client_app : ClientApp, optional
+        A replacement ClientApp (tests inject failures this way).
+    num_cpus_per_client : float
+        Ray CPUs per ClientApp; 1 gives two concurrent clients on two cores.
+    verbose : bool
+        Let the simulation engine log at DEBUG level.
+    """
+    from flwr.simulation import run_simulation
+
+    from edgecloud.client_app import app as edgecloud_client_app
+    from edgecloud.server_app import main as edgecloud_server_main
+
+    run_config = make_run_config(overrides)
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        context.run_config = dict(run_config)
+        edgecloud_server_main(grid, context)
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    backend_config: dict[str, Any] = {
+        "client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},
+        "init_args": {"logging_level": logging.ERROR, "log_to_driver": verbose},
+    }
+    run_simulation(
+        server_app=server_app,
+        client_app=_ConfiguredClientApp(client_app or edgecloud_client_app, run_config),
+        num_supernodes=num_supernodes,
+        backend_config=backend_config,
+        verbose_logging=verbose,
+    )

@@ -1,0 +1,32 @@
+"""Record, config and metric keys shared by the ServerApp and the ClientApp."""
+
+# Records inside a Message's RecordDict (Flower's strategies use these names).
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+QUANTIZATION = "quantization"
+
+# Config keys sent from server to clients.
+SERVER_ROUND = "server-round"  # injected by every Flower strategy
+PROXIMAL_MU = "proximal-mu"  # injected by FedProx
+REPORT_INITIAL_LOSS = "report-initial-loss"  # asked for by q-FedAvg
+
+# Metric keys sent from clients to the server.
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+INITIAL_LOSS = "initial-loss"
+TRAIN_SECONDS = "train-seconds"
+EVAL_LOSS = "eval-loss"
+EVAL_ACCURACY = "eval-accuracy"
+PARTITION_ID = "partition-id"
+LABEL_HISTOGRAM = "label-histogram"
+
+# Keys of the quantization ConfigRecord attached to quantized train replies.
+QUANT_BITS = "bits"
+QUANT_KEYS = "keys"
+QUANT_SCALES = "scales"
+
+# Node config keys (`flower-supernode --node-config`, injected in simulation).
+NODE_PARTITION_ID = "partition-id"
+NODE_NUM_PARTITIONS = "num-partitions"
+NODE_DATA_DIR = "data-dir"

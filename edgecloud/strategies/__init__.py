@@ -1,0 +1,22 @@
+"""Flower-side protocols: strategies, strategy wrappers and the training loop."""
+
+from edgecloud.strategies.differential_privacy import (
+    CLIENT_SIDE_MODES,
+    DpParams,
+    make_dp_client_mod,
+    wrap_with_dp,
+)
+from edgecloud.strategies.fl_baselines import BASELINE_NAMES, BaselineParams, build_baseline
+
+STRATEGY_NAMES: tuple[str, ...] = BASELINE_NAMES
+
+__all__ = [
+    "BASELINE_NAMES",
+    "CLIENT_SIDE_MODES",
+    "STRATEGY_NAMES",
+    "BaselineParams",
+    "DpParams",
+    "build_baseline",
+    "make_dp_client_mod",
+    "wrap_with_dp",
+]

@@ -1,0 +1,40 @@
+"""Task registry: task name -> task instance (tasks never import flwr)."""
+
+from edgecloud.tasks.base import (
+    ClientData,
+    EvalResult,
+    SplitModel,
+    Task,
+    TrainResult,
+    TrainSettings,
+    load_numpy_state,
+    state_to_numpy,
+)
+from edgecloud.tasks.cifar10_cnn import Cifar10Cnn
+from edgecloud.tasks.digits_cnn import DigitsCnn
+
+TASKS: dict[str, Task] = {task.name: task for task in (DigitsCnn(), Cifar10Cnn())}
+
+
+def get_task(name: str) -> Task:
+    """The registered task called ``name``."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(
+            f"task {name!r} unknown; expected one of: {', '.join(TASKS)}"
+        ) from None
+
+
+__all__ = [
+    "TASKS",
+    "ClientData",
+    "EvalResult",
+    "SplitModel",
+    "Task",
+    "TrainResult",
+    "TrainSettings",
+    "get_task",
+    "load_numpy_state",
+    "state_to_numpy",
+]
