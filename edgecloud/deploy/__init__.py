@@ -1,0 +1,1 @@
+"""Real deployment helpers: certificates, SuperLink/SuperNode processes, flwr CLI."""
