@@ -1,6 +1,8 @@
-"""Flower ClientApp glue: train / evaluate messages -> task calls on the local partition."""
+"""Flower ClientApp glue: train / evaluate messages -> task calls on local data."""
 
 from __future__ import annotations
+
+from typing import cast
 
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -16,12 +18,16 @@ from edgecloud.tasks import ClientData, Task, TrainSettings, get_task
 app = ClientApp(
     mods=[
         quantize_update_mod,
-        make_dp_client_mod(lambda ctx: RunConfig.from_run_config(ctx.run_config).dp_params()),
+        make_dp_client_mod(
+            lambda ctx: RunConfig.from_run_config(ctx.run_config).dp_params()
+        ),
     ]
 )
 
 
-def _setup(msg: Message, context: Context) -> tuple[RunConfig, Task, ClientData, nn.Module]:
+def _setup(
+    msg: Message, context: Context
+) -> tuple[RunConfig, Task, ClientData, nn.Module]:
     """Validate configs, load this node's partition and the received global model."""
     cfg = RunConfig.from_run_config(context.run_config)
     node = NodeConfig.from_node_config(context.node_config)
@@ -34,7 +40,7 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Task, ClientData,
         cfg.data_download,
     )
     model = task.build_model()
-    model.load_state_dict(msg.content[p.ARRAYS].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records[p.ARRAYS].to_torch_state_dict())
     return cfg, task, data, model
 
 
@@ -42,15 +48,15 @@ def _setup(msg: Message, context: Context) -> tuple[RunConfig, Task, ClientData,
 def train(msg: Message, context: Context) -> Message:
     """Train the received model locally; reply with weights and metrics."""
     cfg, task, data, model = _setup(msg, context)
-    config = msg.content[p.CONFIG]
-    server_round = int(config.get(p.SERVER_ROUND, 0))
+    config = msg.content.config_records[p.CONFIG]
+    server_round = int(cast(int, config.get(p.SERVER_ROUND, 0)))
     settings = TrainSettings(
         epochs=cfg.local_epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         momentum=cfg.momentum,
         seed=cfg.seed + 7919 * server_round + data.partition_id,
-        proximal_mu=float(config.get(p.PROXIMAL_MU, 0.0)),
+        proximal_mu=float(cast(float, config.get(p.PROXIMAL_MU, 0.0))),
         report_initial_loss=bool(config.get(p.REPORT_INITIAL_LOSS, False)),
     )
     result = task.train(model, data.train, settings)

@@ -157,7 +157,7 @@ class RunConfig:
             field.name: _check_type(key, run_config[key], field.type)
             for key, field in expected.items()
         }
-        config = cls(**values)
+        config = cls(**values)  # type: ignore[arg-type]  # types checked above
         config._validate()
         return config
 
@@ -189,7 +189,7 @@ class RunConfig:
         return Path(self.output_dir).expanduser().absolute()
 
     def baseline_params(self) -> BaselineParams:
-        """Sampling and hyper-parameters for :func:`~edgecloud.strategies.build_baseline`."""
+        """Sampling and hyper-parameters for the FL baseline strategies."""
         return BaselineParams(
             fraction_train=self.fraction_train,
             fraction_evaluate=self.fraction_evaluate,
@@ -351,7 +351,7 @@ _NUMERIC_BOUNDS: dict[str, _Bounds] = {
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Per-SuperNode facts from ``context.node_config`` (``--node-config`` in deployment).
+    """Per-SuperNode facts from ``context.node_config`` (``--node-config``).
 
     Simulation injects ``partition-id`` and ``num-partitions``; a real SuperNode
     must be started with them, e.g.
@@ -378,7 +378,7 @@ class NodeConfig:
                 raise ConfigError(
                     f"node config key '{key}' is missing (got keys "
                     f"{sorted(node_config)}); start the SuperNode with "
-                    "--node-config \"partition-id=<i> num-partitions=<n>\""
+                    '--node-config "partition-id=<i> num-partitions=<n>"'
                 )
             value = node_config[key]
             if isinstance(value, bool) or not isinstance(value, int):
@@ -401,7 +401,7 @@ class NodeConfig:
         return cls(partition_id=pid, num_partitions=num, data_dir=data_dir)
 
     def data_path(self, run_config: RunConfig) -> Path:
-        """This node's ``data-dir`` if set, else the run config's (``~`` expanded)."""
+        """The node's ``data-dir`` if set, else the run config's (``~`` expanded)."""
         if self.data_dir is None:
             return run_config.data_path
         return Path(self.data_dir).expanduser()

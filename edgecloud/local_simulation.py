@@ -29,7 +29,7 @@ def default_run_config() -> dict[str, Scalar]:
 
 
 def make_run_config(overrides: Mapping[str, Scalar] | None = None) -> dict[str, Scalar]:
-    """Defaults with ``overrides`` applied; an unknown key is an error, as in flwr run."""
+    """Defaults with ``overrides`` applied; unknown keys fail, as in ``flwr run``."""
     config = default_run_config()
     unknown = sorted(set(overrides or {}) - set(config))
     if unknown:

@@ -29,11 +29,17 @@ def main(grid: Grid, context: Context) -> None:
     task = get_task(cfg.task)
     torch.manual_seed(cfg.seed)
     model = task.build_model()
-    test_set = task.load_dataset(cfg.resolved_dataset, False, cfg.data_path, cfg.data_download)
+    test_set = task.load_dataset(
+        cfg.resolved_dataset, False, cfg.data_path, cfg.data_download
+    )
 
     num_nodes = wait_for_nodes(grid, cfg.min_available_nodes, cfg.round_timeout)
-    strategy = build_baseline(cfg.strategy, cfg.baseline_params(), aggregate_scalar_metrics)
-    strategy = wrap_with_dp(strategy, cfg.dp_params(), cfg.dp_sampled_clients(num_nodes))
+    strategy = build_baseline(
+        cfg.strategy, cfg.baseline_params(), aggregate_scalar_metrics
+    )
+    strategy = wrap_with_dp(
+        strategy, cfg.dp_params(), cfg.dp_sampled_clients(num_nodes)
+    )
     if cfg.update_quantization_bits:
         strategy = QuantizedUpdates(strategy, cfg.update_quantization_bits)
 

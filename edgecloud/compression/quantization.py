@@ -7,13 +7,15 @@ integer array plus one float scale that NumPy on the receiving side can decode.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
 SUPPORTED_BITS = (8, 16)
 
 
-def quantized_dtype(bits: int) -> type[np.signedinteger[npt.NBitBase]]:
+def quantized_dtype(bits: int) -> type[np.int8] | type[np.int16]:
     """The smallest signed integer type holding ``bits``-bit codes."""
     if bits not in SUPPORTED_BITS:
         raise ValueError(
@@ -23,8 +25,8 @@ def quantized_dtype(bits: int) -> type[np.signedinteger[npt.NBitBase]]:
 
 
 def quantize_symmetric(
-    values: npt.NDArray[np.floating[npt.NBitBase]], bits: int
-) -> tuple[npt.NDArray[np.signedinteger[npt.NBitBase]], float]:
+    values: npt.NDArray[np.floating[Any]], bits: int
+) -> tuple[npt.NDArray[np.signedinteger[Any]], float]:
     """Quantize to integers in ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]`` with one scale.
 
     Returns ``(codes, scale)`` with ``values ~= codes * scale``; the rounding error
@@ -36,12 +38,14 @@ def quantize_symmetric(
     if not np.isfinite(amax):
         raise ValueError("cannot quantize an array holding NaN or infinity")
     scale = amax / qmax if amax > 0.0 else 1.0
-    codes = np.clip(np.rint(values / scale), -qmax, qmax).astype(dtype)
-    return codes, scale
+    codes: npt.NDArray[np.signedinteger[Any]] = np.clip(
+        np.rint(values / scale), -qmax, qmax
+    ).astype(dtype)
+    return codes, float(scale)
 
 
 def dequantize(
-    codes: npt.NDArray[np.signedinteger[npt.NBitBase]], scale: float
+    codes: npt.NDArray[np.signedinteger[Any]], scale: float
 ) -> npt.NDArray[np.float32]:
     """Inverse of :func:`quantize_symmetric` (up to rounding)."""
     return (codes.astype(np.float32) * np.float32(scale)).astype(np.float32)

@@ -57,7 +57,7 @@ def stratified_split(
     for label in np.unique(labels):
         rows = np.flatnonzero(labels == label)
         rng.shuffle(rows)
-        n_test = int(round(len(rows) * test_fraction))
+        n_test = round(len(rows) * test_fraction)
         test.append(rows[:n_test])
         train.append(rows[n_test:])
     train_idx = np.concatenate(train) if train else np.empty(0, dtype=np.int64)

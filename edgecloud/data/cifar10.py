@@ -1,4 +1,4 @@
-"""CIFAR-10 loaded through torchvision from its on-disk format (downloaded if allowed)."""
+"""CIFAR-10 through torchvision from its on-disk format (downloaded if allowed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deterministic IID / Dirichlet / shard partitions through flwr-datasets partitioners."""
+"""Deterministic IID / Dirichlet / shard partitions via flwr-datasets partitioners."""
 
 from __future__ import annotations
 

@@ -37,14 +37,16 @@ class NodeKeyFiles:
     public_key: Path
 
 
-def generate_tls(directory: Path, hosts: Sequence[str] = ("localhost", "127.0.0.1")) -> TlsFiles:
+def generate_tls(
+    directory: Path, hosts: Sequence[str] = ("localhost", "127.0.0.1")
+) -> TlsFiles:
     """Create a CA and a SuperLink certificate valid for ``hosts`` (names or IPs).
 
     For SuperNodes on other machines, include the SuperLink machine's address as
     they will dial it (e.g. ``hosts=("localhost", "127.0.0.1", "10.0.0.5")``).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgecloud test CA")])
     ca_cert = (
@@ -58,10 +60,15 @@ def generate_tls(directory: Path, hosts: Sequence[str] = ("localhost", "127.0.0.
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -89,7 +96,9 @@ def generate_tls(directory: Path, hosts: Sequence[str] = ("localhost", "127.0.0.
         )
         .sign(ca_key, hashes.SHA256())
     )
-    files = TlsFiles(directory / "ca.crt", directory / "server.pem", directory / "server.key")
+    files = TlsFiles(
+        directory / "ca.crt", directory / "server.pem", directory / "server.key"
+    )
     files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     _write_private(

@@ -62,30 +62,51 @@ def start_local_federation(
     try:
         superlink = start_process(
             "superlink",
-            superlink_command(port, tls=files, supernode_auth=supernode_auth,
-                              database=workdir / "superlink.db"),
-            workdir, env,
+            superlink_command(
+                port,
+                tls=files,
+                supernode_auth=supernode_auth,
+                database=workdir / "superlink.db",
+            ),
+            workdir,
+            env,
         )
         federation.processes.append(superlink)
         wait_for_port(port, superlink)
-        add_connection(env, name, address,
-                       root_certificates=files.ca_cert if files else None)
+        add_connection(
+            env, name, address, root_certificates=files.ca_cert if files else None
+        )
         for index in range(num_supernodes):
             key = None
             if supernode_auth:
                 key = generate_node_key(workdir / "keys", f"node{index}")
-                flwr(["supernode", "register", str(key.public_key), name,
-                      "--name", f"node{index}"], env)
-            node_config = {"partition-id": index, "num-partitions": num_supernodes,
-                           **(extra_node_config or {})}
+                flwr(
+                    [
+                        "supernode",
+                        "register",
+                        str(key.public_key),
+                        name,
+                        "--name",
+                        f"node{index}",
+                    ],
+                    env,
+                )
+            node_config = {
+                "partition-id": index,
+                "num-partitions": num_supernodes,
+                **(extra_node_config or {}),
+            }
             node = start_process(
                 f"supernode{index}",
                 supernode_command(
-                    address, free_port(), node_config,
+                    address,
+                    free_port(),
+                    node_config,
                     root_certificates=files.ca_cert if files else None,
                     auth_private_key=key.private_key if key else None,
                 ),
-                workdir, env,
+                workdir,
+                env,
             )
             federation.processes.append(node)
     except BaseException:

@@ -1,4 +1,4 @@
-"""Drive the ``flwr`` CLI: connections in config.toml, submit a run, wait, read status."""
+"""Drive the ``flwr`` CLI: connections, submitting a run, waiting, reading status."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ _BIN_DIR = str(Path(sys.executable).parent)
 FINISHED_COMPLETED = "finished:completed"
 
 
-def flwr_env(flwr_home: Path | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def flwr_env(
+    flwr_home: Path | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment for flwr commands: venv on PATH, offline, no per-run installs."""
     env = dict(os.environ)
     env["PATH"] = f"{_BIN_DIR}{os.pathsep}{env.get('PATH', '')}"
@@ -64,16 +66,25 @@ def add_connection(
 
 
 def flwr(
-    args: Sequence[str], env: Mapping[str, str], timeout: float = 120.0, cwd: Path | None = None
+    args: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float = 120.0,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``flwr <args>``; raise with its output if it exits non-zero."""
     done = subprocess.run(
-        ["flwr", *args], env=dict(env), cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        ["flwr", *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(
-            f"flwr {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+            f"flwr {' '.join(args)} exited {done.returncode}:\n"
+            f"{done.stdout}\n{done.stderr}"
         )
     return done
 
@@ -92,7 +103,7 @@ def submit_run(
     if federation_config:
         args += ["--federation-config", federation_config]
     out = flwr(args, env, timeout=300.0, cwd=app_dir).stdout
-    data = json.loads(out[out.index("{"):])
+    data = json.loads(out[out.index("{") :])
     if not data.get("success"):
         raise RuntimeError(f"flwr run failed: {data}")
     return int(data["run-id"])
@@ -100,8 +111,10 @@ def submit_run(
 
 def run_status(run_id: int, connection: str, env: Mapping[str, str]) -> dict[str, Any]:
     """The ``flwr ls --run-id`` entry of ``run_id`` (status, details, elapsed, ...)."""
-    out = flwr(["ls", connection, "--run-id", str(run_id), "--format", "json"], env).stdout
-    runs = json.loads(out[out.index("{"):])["runs"]
+    out = flwr(
+        ["ls", connection, "--run-id", str(run_id), "--format", "json"], env
+    ).stdout
+    runs = json.loads(out[out.index("{") :])["runs"]
     if not runs:
         raise RuntimeError(f"run {run_id} not found on {connection}")
     return dict(runs[0])
@@ -122,13 +135,17 @@ def wait_for_run(
     deadline = time.monotonic() + timeout
     if stream_logs:
         subprocess.run(
-            ["flwr", "log", str(run_id), connection, "--stream"], env=dict(env),
-            timeout=timeout, check=False,
+            ["flwr", "log", str(run_id), connection, "--stream"],
+            env=dict(env),
+            timeout=timeout,
+            check=False,
         )
     while True:
         status = run_status(run_id, connection, env)
         if str(status["status"]).startswith("finished"):
             return status
         if time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_id} still {status['status']} after {timeout:.0f} s")
+            raise TimeoutError(
+                f"run {run_id} still {status['status']} after {timeout:.0f} s"
+            )
         time.sleep(1.0)

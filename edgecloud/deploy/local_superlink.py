@@ -54,7 +54,8 @@ def ensure_no_runtime_installs(env: Mapping[str, str]) -> None:
     for pid in local_superlink_pids(port):
         if installs_dependencies_per_run(pid):
             logger.warning(
-                "stopping local SuperLink (PID %d): it installs dependencies per run", pid
+                "stopping local SuperLink (PID %d): it installs dependencies per run",
+                pid,
             )
             stop_pid(pid)
 

@@ -1,7 +1,8 @@
-"""Start flower-superlink / flower-supernode processes with PID files; stop them by PID."""
+"""Start flower-superlink / flower-supernode with PID files; stop them by PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -45,13 +46,25 @@ def superlink_command(
     """
     if supernode_auth and tls is None:
         raise ValueError("SuperNode authentication requires TLS; pass tls=")
-    cmd = ["flower-superlink", "--host", host, "--port", str(port),
-           "--disable-runtime-dependency-installation"]
+    cmd = [
+        "flower-superlink",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--disable-runtime-dependency-installation",
+    ]
     if tls is None:
         cmd.append("--insecure")
     else:
-        cmd += ["--ssl-ca-certfile", str(tls.ca_cert), "--ssl-certfile",
-                str(tls.server_cert), "--ssl-keyfile", str(tls.server_key)]
+        cmd += [
+            "--ssl-ca-certfile",
+            str(tls.ca_cert),
+            "--ssl-certfile",
+            str(tls.server_cert),
+            "--ssl-keyfile",
+            str(tls.server_key),
+        ]
     if supernode_auth:
         cmd.append("--enable-supernode-auth")
     if database is not None:
@@ -69,12 +82,22 @@ def supernode_command(
 ) -> list[str]:
     """``flower-supernode`` arguments; ``node_config`` becomes ``--node-config``."""
     if auth_private_key is not None and root_certificates is None:
-        raise ValueError("SuperNode authentication requires TLS; pass root_certificates=")
+        raise ValueError(
+            "SuperNode authentication requires TLS; pass root_certificates="
+        )
     parts = [
-        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in node_config.items()
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+        for k, v in node_config.items()
     ]
-    cmd = ["flower-supernode", "--superlink", superlink, "--port", str(port),
-           "--node-config", " ".join(parts).replace("'", '"')]
+    cmd = [
+        "flower-supernode",
+        "--superlink",
+        superlink,
+        "--port",
+        str(port),
+        "--node-config",
+        " ".join(parts).replace("'", '"'),
+    ]
     if root_certificates is None:
         cmd.append("--insecure")
     else:
@@ -111,8 +134,9 @@ def start_process(
     return ManagedProcess(name, process.pid, log_path)
 
 
-def wait_for_port(port: int, process: ManagedProcess, timeout: float = 60.0,
-                  host: str = "127.0.0.1") -> None:
+def wait_for_port(
+    port: int, process: ManagedProcess, timeout: float = 60.0, host: str = "127.0.0.1"
+) -> None:
     """Wait until ``host:port`` accepts TCP connections.
 
     Raises
@@ -123,7 +147,9 @@ def wait_for_port(port: int, process: ManagedProcess, timeout: float = 60.0,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(process.pid):
-            raise RuntimeError(f"{process.name} exited early:\n{_tail(process.log_path)}")
+            raise RuntimeError(
+                f"{process.name} exited early:\n{_tail(process.log_path)}"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -136,7 +162,7 @@ def wait_for_port(port: int, process: ManagedProcess, timeout: float = 60.0,
 
 
 def stop_processes(workdir: Path, grace: float = 10.0) -> list[int]:
-    """Stop every process with a PID file in ``workdir`` (TERM, then KILL); return PIDs."""
+    """Stop each process with a PID file in ``workdir`` (TERM, then KILL)."""
     stopped = []
     for pid_file in sorted(workdir.glob("*.pid")):
         try:
@@ -154,10 +180,8 @@ def stop_pid(pid: int, grace: float = 10.0) -> None:
     """SIGTERM ``pid`` and its process group, wait ``grace`` s, then SIGKILL them."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for kill in (os.kill, os.killpg):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.1)

@@ -38,12 +38,14 @@ def checkpoint_path(directory: Path, server_round: int) -> Path:
 
 
 def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
-    """Write a checkpoint atomically (temp file + rename), so a kill never leaves half."""
+    """Write a checkpoint atomically (temp file + rename): a kill never leaves half."""
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT_VERSION,
         "round": checkpoint.round,
-        "arrays": {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.arrays.items()},
+        "arrays": {
+            k: torch.from_numpy(np.array(v)) for k, v in checkpoint.arrays.items()
+        },
         "strategy_state": _state_to_torch(checkpoint.strategy_state),
         "history": json.dumps(checkpoint.history.to_dict()),
     }

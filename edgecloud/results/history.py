@@ -73,7 +73,8 @@ class RunHistory:
             "partitions": self.partitions,
             "rounds": [asdict(r) for r in self.rounds],
         }
-        return _nan_to_none(data)  # type: ignore[no-any-return]
+        cleaned: dict[str, Any] = _nan_to_none(data)  # type: ignore[assignment]
+        return cleaned
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunHistory:
@@ -91,7 +92,7 @@ class RunHistory:
         _atomic_write(path, json.dumps(self.to_dict(), indent=2, allow_nan=False))
 
     def write_csv(self, path: Path) -> None:
-        """Write one row per round; ``extra`` metrics become ``extra.<name>`` columns."""
+        """Write a row per round; ``extra`` metrics become ``extra.<name>`` columns."""
         extra_keys = sorted({k for r in self.rounds for k in r.extra})
         base = [f.name for f in fields(RoundRecord) if f.name != "extra"]
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -34,8 +34,15 @@ CHECKPOINT_DIR = "checkpoints"
 
 # Keys that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = frozenset(
-    {"num-server-rounds", "resume", "output-dir", "round-timeout", "data-dir",
-     "data-download", "min-available-nodes"}
+    {
+        "num-server-rounds",
+        "resume",
+        "output-dir",
+        "round-timeout",
+        "data-dir",
+        "data-download",
+        "min-available-nodes",
+    }
 )
 
 logger = logging.getLogger("flwr")
@@ -68,7 +75,9 @@ class RunRecorder:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             if self.checkpoint_dir.exists():
-                logger.warning("fresh run: removing old checkpoints in %s", self.checkpoint_dir)
+                logger.warning(
+                    "fresh run: removing old checkpoints in %s", self.checkpoint_dir
+                )
                 shutil.rmtree(self.checkpoint_dir)
             return None
         path = latest_checkpoint(self.checkpoint_dir)
@@ -100,7 +109,9 @@ class RunRecorder:
         self.history.config = config
         self.history.status = "running"
         self.history.resumed_from_round = checkpoint.round
-        self.history.rounds = [r for r in self.history.rounds if r.round <= checkpoint.round]
+        self.history.rounds = [
+            r for r in self.history.rounds if r.round <= checkpoint.round
+        ]
         logger.info("resuming after round %d from %s", checkpoint.round, path)
         return checkpoint
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: servers and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import matplotlib.pyplot as plt
+from rich.console import Console
+from rich.table import Table
 
-from edgecloud.results.history import RoundRecord, RunHistory  # noqa: E402
+from edgecloud.results.history import RoundRecord, RunHistory
 
 _COLUMNS = (
     ("round", 5),
@@ -65,7 +65,9 @@ def summary_table(history: RunHistory) -> str:
     for record in history.rounds:
         table.add_row(*(c.strip() for c in table_row(record).split(" | ")))
     buffer = io.StringIO()
-    Console(file=buffer, width=120, force_terminal=False, color_system=None).print(table)
+    Console(file=buffer, width=120, force_terminal=False, color_system=None).print(
+        table
+    )
     return buffer.getvalue()
 
 
@@ -97,20 +99,22 @@ def plot_accuracy(history: RunHistory, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(
         [r.round for r in rounds],
-        [r.central_accuracy for r in rounds],
+        [float(r.central_accuracy or 0.0) for r in rounds],
         marker="o",
         label="global model, held-out test set",
     )
     if fed:
         ax.plot(
             [r.round for r in fed],
-            [r.federated_accuracy for r in fed],
+            [float(r.federated_accuracy or 0.0) for r in fed],
             marker="s",
             linestyle="--",
             label="federated evaluation (client validation)",
         )
     cfg = history.config
-    ax.set_title(f"{cfg.get('strategy')} / {cfg.get('task')} / {cfg.get('partitioning')}")
+    ax.set_title(
+        f"{cfg.get('strategy')} / {cfg.get('task')} / {cfg.get('partitioning')}"
+    )
     ax.set_xlabel("server round")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0.0, 1.0)

@@ -6,7 +6,11 @@ from edgecloud.strategies.differential_privacy import (
     make_dp_client_mod,
     wrap_with_dp,
 )
-from edgecloud.strategies.fl_baselines import BASELINE_NAMES, BaselineParams, build_baseline
+from edgecloud.strategies.fl_baselines import (
+    BASELINE_NAMES,
+    BaselineParams,
+    build_baseline,
+)
 
 STRATEGY_NAMES: tuple[str, ...] = BASELINE_NAMES
 

@@ -52,7 +52,9 @@ def unwrap(strategy: Strategy) -> list[Strategy]:
     """The chain ``[strategy, inner, inner.inner, ...]`` through both wrapper kinds."""
     chain = [strategy]
     while True:
-        inner = getattr(chain[-1], "inner", None) or getattr(chain[-1], "strategy", None)
+        inner = getattr(chain[-1], "inner", None) or getattr(
+            chain[-1], "strategy", None
+        )
         if not isinstance(inner, Strategy):
             return chain
         chain.append(inner)

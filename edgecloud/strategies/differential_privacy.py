@@ -41,7 +41,9 @@ class DpParams:
     sensitivity: float = 1.0
 
 
-def wrap_with_dp(strategy: Strategy, params: DpParams, num_sampled_clients: int) -> Strategy:
+def wrap_with_dp(
+    strategy: Strategy, params: DpParams, num_sampled_clients: int
+) -> Strategy:
     """Wrap ``strategy`` in the Flower central-DP wrapper for ``params.mode``.
 
     ``none`` and ``local`` return ``strategy`` unchanged (local DP lives entirely in
@@ -89,7 +91,9 @@ def make_dp_client_mod(params_of: Callable[[Context], DpParams]) -> Mod:
     to Flower's ``fixedclipping_mod``, ``adaptiveclipping_mod`` or ``LocalDpMod``.
     """
 
-    def dp_client_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+    def dp_client_mod(
+        msg: Message, ctxt: Context, call_next: ClientAppCallable
+    ) -> Message:
         if msg.metadata.message_type != MessageType.TRAIN:
             return call_next(msg, ctxt)
         params = params_of(ctxt)

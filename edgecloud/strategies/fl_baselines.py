@@ -1,9 +1,10 @@
-"""Flower's built-in Message-API strategies, chosen by name with their hyper-parameters."""
+"""Flower's built-in Message-API strategies, chosen by name, with hyper-parameters."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import (
@@ -53,9 +54,21 @@ class BaselineParams:
     qffl_q: float = 0.1
 
 
+class _CommonKwargs(TypedDict):
+    fraction_train: float
+    fraction_evaluate: float
+    min_train_nodes: int
+    min_evaluate_nodes: int
+    min_available_nodes: int
+    weighted_by_key: str
+    arrayrecord_key: str
+    configrecord_key: str
+    train_metrics_aggr_fn: MetricsAggregator | None
+
+
 def _common(
     p: BaselineParams, train_metrics_aggr_fn: MetricsAggregator | None
-) -> dict[str, object]:
+) -> _CommonKwargs:
     # min_*_nodes = 1: fraction-train / fraction-evaluate decide the sample size
     # (Flower's default of 2 would silently override a fraction of 0.1 on 10 nodes).
     return {
@@ -71,7 +84,11 @@ def _common(
     }
 
 
-_FEDOPT = {"fedadam": FedAdam, "fedyogi": FedYogi, "fedadagrad": FedAdagrad}
+_FEDOPT: dict[str, type[FedAdam] | type[FedYogi] | type[FedAdagrad]] = {
+    "fedadam": FedAdam,
+    "fedyogi": FedYogi,
+    "fedadagrad": FedAdagrad,
+}
 
 
 def build_baseline(
@@ -100,17 +117,17 @@ def build_baseline(
     """
     common = _common(params, train_metrics_aggr_fn)
     if name == "fedavg":
-        return FedAvg(**common)  # type: ignore[arg-type]
+        return FedAvg(**common)
     if name == "fedprox":
-        return FedProx(**common, proximal_mu=params.proximal_mu)  # type: ignore[arg-type]
+        return FedProx(**common, proximal_mu=params.proximal_mu)
     if name == "fedavgm":
-        return FedAvgM(  # type: ignore[arg-type]
+        return FedAvgM(
             **common,
             server_learning_rate=params.server_lr,
             server_momentum=params.server_momentum,
         )
     if name in _FEDOPT:
-        return _FEDOPT[name](  # type: ignore[arg-type]
+        return _FEDOPT[name](
             **common,
             eta=params.fedopt_eta,
             eta_l=params.client_lr,
@@ -119,21 +136,21 @@ def build_baseline(
             tau=params.fedopt_tau,
         )
     if name == "fedmedian":
-        return FedMedian(**common)  # type: ignore[arg-type]
+        return FedMedian(**common)
     if name == "fedtrimmedavg":
-        return FedTrimmedAvg(**common, beta=params.trimmed_beta)  # type: ignore[arg-type]
+        return FedTrimmedAvg(**common, beta=params.trimmed_beta)
     if name == "krum":
-        return Krum(**common, num_malicious_nodes=params.num_malicious_nodes)  # type: ignore[arg-type]
+        return Krum(**common, num_malicious_nodes=params.num_malicious_nodes)
     if name == "multikrum":
-        return MultiKrum(  # type: ignore[arg-type]
+        return MultiKrum(
             **common,
             num_malicious_nodes=params.num_malicious_nodes,
             num_nodes_to_select=params.num_nodes_to_select,
         )
     if name == "bulyan":
-        return Bulyan(**common, num_malicious_nodes=params.num_malicious_nodes)  # type: ignore[arg-type]
+        return Bulyan(**common, num_malicious_nodes=params.num_malicious_nodes)
     if name == "qfedavg":
-        return QFedAvg(  # type: ignore[arg-type]
+        return QFedAvg(
             client_learning_rate=params.client_lr,
             q=params.qffl_q,
             train_loss_key=INITIAL_LOSS,

@@ -46,12 +46,16 @@ def message_bytes(message: Message) -> int:
     return sum(record.count_bytes() for record in message.content.values())
 
 
-def aggregate_scalar_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
-    """Weighted mean of scalar metrics; per-client facts (partition id, histogram) skipped."""
-    total = sum(float(cast(float, r[METRICS][weight_key])) for r in records)
+def aggregate_scalar_metrics(
+    records: list[RecordDict], weight_key: str
+) -> MetricRecord:
+    """Weighted mean of scalar metrics, skipping per-client facts (partition id...)."""
+    total = sum(
+        float(cast(float, r.metric_records[METRICS][weight_key])) for r in records
+    )
     sums: dict[str, float] = {}
     for record in records:
-        metrics = record[METRICS]
+        metrics = record.metric_records[METRICS]
         weight = float(cast(float, metrics[weight_key])) / total if total else 0.0
         for key, value in metrics.items():
             if key in _NOT_AVERAGED or key == weight_key or isinstance(value, list):
@@ -81,7 +85,7 @@ class RoundTracker(DelegatingStrategy):
         self._partitions_logged = False
 
     def finish_round(self, server_round: int) -> RoundStats:
-        """Hand over (and forget) the measurements of absolute round ``server_round``."""
+        """Hand over (and forget) the measurements of round ``server_round``."""
         return self._stats.pop(server_round, RoundStats())
 
     def configure_train(
@@ -97,7 +101,7 @@ class RoundTracker(DelegatingStrategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Count bytes and failures, note partitions, then aggregate through ``inner``."""
+        """Count bytes and failures, note partitions, then aggregate via ``inner``."""
         rnd = server_round + self.round_offset
         stats = self._stats.setdefault(rnd, RoundStats())
         replies = self._account(rnd, list(replies), stats, "train")
@@ -105,7 +109,11 @@ class RoundTracker(DelegatingStrategy):
         self._note_partitions(replies)
         arrays, metrics = super().aggregate_train(rnd, replies)
         if arrays is None and replies:
-            log(WARNING, "round %s: no aggregate produced; keeping the previous model", rnd)
+            log(
+                WARNING,
+                "round %s: no aggregate produced; keeping the previous model",
+                rnd,
+            )
         stats.train_metrics = _scalars(metrics)
         return arrays, metrics
 
@@ -138,7 +146,7 @@ class RoundTracker(DelegatingStrategy):
         for reply in replies:
             if reply.has_error():
                 stats.failures += 1
-                reason = reply.error.reason.strip().splitlines()
+                reason = (reply.error.reason or "").strip().splitlines()
                 log(
                     WARNING,
                     "round %s: %s failed on node %s (code %s): %s",
@@ -156,7 +164,7 @@ class RoundTracker(DelegatingStrategy):
         for reply in replies:
             if reply.has_error() or METRICS not in reply.content:
                 continue
-            metrics = reply.content[METRICS]
+            metrics = reply.content.metric_records[METRICS]
             if PARTITION_ID not in metrics:
                 continue
             pid = int(cast(int, metrics[PARTITION_ID]))
@@ -164,7 +172,9 @@ class RoundTracker(DelegatingStrategy):
                 "partition-id": pid,
                 "node-id": reply.metadata.src_node_id,
                 "num-train-examples": metrics.get(NUM_EXAMPLES),
-                "label-histogram": list(cast(list[int], metrics.get(LABEL_HISTOGRAM, []))),
+                "label-histogram": list(
+                    cast(list[int], metrics.get(LABEL_HISTOGRAM, []))
+                ),
             }
         if self.partitions and not self._partitions_logged:
             self._partitions_logged = True

@@ -1,4 +1,4 @@
-"""The federated training loop of the FL baselines: Flower's ``start()`` plus outputs."""
+"""The training loop of the FL baselines: Flower's ``start()`` plus run outputs."""
 
 from __future__ import annotations
 
@@ -68,7 +68,9 @@ def run_training(
     offset = 0
     if checkpoint is not None:
         offset = checkpoint.round
-        initial_arrays = ArrayRecord({k: Array(np.asarray(v)) for k, v in checkpoint.arrays.items()})
+        initial_arrays = ArrayRecord(
+            {k: Array(np.asarray(v)) for k, v in checkpoint.arrays.items()}
+        )
         restore_strategy_state(strategy, checkpoint.strategy_state)
     remaining = num_rounds - offset
     if remaining <= 0:
@@ -98,9 +100,13 @@ def run_training(
             record.seconds, record.failures = stats.seconds, stats.failures
             record.train_replies = stats.train_replies
             record.extra = {
-                k: v for k, v in stats.train_metrics.items() if k not in _SHOWN_ELSEWHERE
+                k: v
+                for k, v in stats.train_metrics.items()
+                if k not in _SHOWN_ELSEWHERE
             }
-            recorder.set_partitions([tracker.partitions[p] for p in sorted(tracker.partitions)])
+            recorder.set_partitions(
+                [tracker.partitions[p] for p in sorted(tracker.partitions)]
+            )
             recorder.record_round(
                 record,
                 {k: a.numpy() for k, a in arrays.items()},

@@ -1,4 +1,4 @@
-"""Quantized client updates (seed 001): clients send int8/int16 deltas + per-tensor scales.
+"""Quantized client updates (seed 001): integer deltas plus one scale per tensor.
 
 Wire format of a quantized ``train`` reply (both sides live in this module):
 
@@ -130,7 +130,9 @@ def decode_update(
                 f"{dtype} and a finite non-negative scale"
             )
         base = sent.numpy()
-        decoded[key] = Array((base + dequantize(array.numpy(), scale)).astype(base.dtype))
+        decoded[key] = Array(
+            (base + dequantize(array.numpy(), scale)).astype(base.dtype)
+        )
     return ArrayRecord(decoded)
 
 
@@ -144,13 +146,17 @@ def quantize_update_mod(
     """
     if msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, ctxt)
-    bits = msg.content[CONFIG].get(UPDATE_QUANTIZATION_BITS, 0)
-    received = msg.content[ARRAYS].copy() if bits else None
+    bits = int(
+        cast(int, msg.content.config_records[CONFIG].get(UPDATE_QUANTIZATION_BITS, 0))
+    )
+    received = msg.content.array_records[ARRAYS].copy() if bits else None
     reply = call_next(msg, ctxt)
     if not bits or reply.has_error():
         return reply
     assert received is not None  # set above whenever bits != 0
-    arrays, quantization = encode_update(received, reply.content[ARRAYS], int(bits))
+    arrays, quantization = encode_update(
+        received, reply.content.array_records[ARRAYS], bits
+    )
     reply.content[ARRAYS] = arrays
     reply.content[QUANTIZATION] = quantization
     return reply
@@ -205,7 +211,9 @@ class QuantizedUpdates(DelegatingStrategy):
                 continue
             try:
                 arrays = decode_update(
-                    sent, reply.content[ARRAYS], reply.content[QUANTIZATION]
+                    sent,
+                    reply.content.array_records[ARRAYS],
+                    reply.content.config_records[QUANTIZATION],
                 )
             except (InconsistentRepliesError, KeyError, TypeError, ValueError) as err:
                 log(
@@ -216,7 +224,7 @@ class QuantizedUpdates(DelegatingStrategy):
                     err,
                 )
                 continue
-            quantized_bytes += reply.content[ARRAYS].count_bytes()
+            quantized_bytes += reply.content.array_records[ARRAYS].count_bytes()
             full_bytes += arrays.count_bytes()
             reply.content[ARRAYS] = arrays
             del reply.content[QUANTIZATION]

@@ -21,7 +21,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgecloud.data.arrays import LabeledArrays, stratified_split
-from edgecloud.data.partitioning import PartitionSpec, label_histogram, partition_indices
+from edgecloud.data.partitioning import (
+    PartitionSpec,
+    label_histogram,
+    partition_indices,
+)
 
 VAL_FRACTION = 0.2
 
@@ -39,7 +43,9 @@ class SplitModel(nn.Module):
         self.back = back
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.back(self.front(x))
+        """``back(front(x))``."""
+        out: torch.Tensor = self.back(self.front(x))
+        return out
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ class Task(ABC):
 
     @abstractmethod
     def build_model(self) -> nn.Module:
-        """A freshly initialised model (seed ``torch`` before calling for determinism)."""
+        """A freshly initialised model (seed ``torch`` first for determinism)."""
 
     @abstractmethod
     def load_dataset(
@@ -167,7 +173,9 @@ class Task(ABC):
             model.parameters(), lr=settings.lr, momentum=settings.momentum
         )
         anchor = [p.detach().clone() for p in model.parameters()]
-        loader = self._loader(data, settings.batch_size, shuffle=True, seed=settings.seed)
+        loader = self._loader(
+            data, settings.batch_size, shuffle=True, seed=settings.seed
+        )
         criterion = nn.CrossEntropyLoss()
         total_loss, seen = 0.0, 0
         for _ in range(settings.epochs):
@@ -234,4 +242,6 @@ def load_numpy_state(
     model: nn.Module, state: Mapping[str, npt.NDArray[np.generic]]
 ) -> None:
     """Load NumPy arrays keyed as in ``model.state_dict()`` (strict: same keys)."""
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    model.load_state_dict(
+        {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
+    )

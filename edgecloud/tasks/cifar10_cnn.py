@@ -26,6 +26,7 @@ class Cifar10Cnn(Task):
     datasets: ClassVar[tuple[str, ...]] = ("cifar10",)
 
     def build_model(self) -> SplitModel:
+        """Seed 000's terminal model (front) and cloud model (back)."""
         front = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1),  # (B, 64, 32, 32)
             nn.ReLU(),
@@ -46,8 +47,10 @@ class Cifar10Cnn(Task):
     def load_dataset(
         self, dataset: str, train: bool, data_dir: Path, download: bool
     ) -> LabeledArrays:
+        """CIFAR-10 via torchvision (downloaded into ``data_dir`` if allowed)."""
         return load_cifar10(data_dir, train, download)
 
     def preprocess(self, features: torch.Tensor) -> torch.Tensor:
+        """Map uint8 pixels to [-1, 1] like seed 000's Normalize(0.5, 0.5)."""
         # uint8 (B, 3, 32, 32) -> float in [-1, 1], seed 000's Normalize(0.5, 0.5)
         return (features.float() / 255.0 - 0.5) / 0.5
