@@ -32,7 +32,7 @@ MetricsAggregator = Callable[[list[RecordDict], str], MetricRecord]
 class BaselineParams:
     """Sampling and hyper-parameters of the FL baselines (from the run config).
 
-    ``fedopt_*`` feed FedAdam / FedYogi / FedAdagrad; ``server_lr`` and
+    ``fedopt_*`` feed FedAdam / FedYogi (FedAdagrad takes eta and tau only); ``server_lr`` and
     ``server_momentum`` feed FedAvgM; ``client_lr`` is q-FedAvg's Lipschitz estimate
     ``L = 1 / client_lr``.
     """
@@ -84,11 +84,7 @@ def _common(
     }
 
 
-_FEDOPT: dict[str, type[FedAdam] | type[FedYogi] | type[FedAdagrad]] = {
-    "fedadam": FedAdam,
-    "fedyogi": FedYogi,
-    "fedadagrad": FedAdagrad,
-}
+_ADAPTIVE = {"fedadam": FedAdam, "fedyogi": FedYogi}
 
 
 def build_baseline(
@@ -126,13 +122,20 @@ def build_baseline(
             server_learning_rate=params.server_lr,
             server_momentum=params.server_momentum,
         )
-    if name in _FEDOPT:
-        return _FEDOPT[name](
+    if name in _ADAPTIVE:
+        return _ADAPTIVE[name](
             **common,
             eta=params.fedopt_eta,
             eta_l=params.client_lr,
             beta_1=params.fedopt_beta_1,
             beta_2=params.fedopt_beta_2,
+            tau=params.fedopt_tau,
+        )
+    if name == "fedadagrad":  # no moment decay: Adagrad accumulates squared deltas
+        return FedAdagrad(
+            **common,
+            eta=params.fedopt_eta,
+            eta_l=params.client_lr,
             tau=params.fedopt_tau,
         )
     if name == "fedmedian":
