@@ -32,9 +32,9 @@ MetricsAggregator = Callable[[list[RecordDict], str], MetricRecord]
 class BaselineParams:
     """Sampling and hyper-parameters of the FL baselines (from the run config).
 
-    ``fedopt_*`` feed FedAdam / FedYogi (FedAdagrad takes eta and tau only); ``server_lr`` and
-    ``server_momentum`` feed FedAvgM; ``client_lr`` is q-FedAvg's Lipschitz estimate
-    ``L = 1 / client_lr``.
+    ``fedopt_*`` feed FedAdam / FedYogi (FedAdagrad: eta and tau only);
+    ``server_lr`` and ``server_momentum`` feed FedAvgM; ``client_lr`` is
+    q-FedAvg's Lipschitz estimate ``L = 1 / client_lr``.
     """
 
     fraction_train: float
