@@ -253,7 +253,8 @@ class RunConfig:
             )
         if not self.output_dir.strip():
             raise ConfigError(
-                "run-config key 'output-dir' is empty; expected a directory path"
+                f"run-config key 'output-dir' has value {self.output_dir!r}; expected "
+                "a directory path"
             )
         for name, bounds in _NUMERIC_BOUNDS.items():
             value = getattr(self, name)

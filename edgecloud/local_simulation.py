@@ -56,6 +56,40 @@ class _ConfiguredClientApp(ClientApp):
             context.run_config = original
 
 
+# Run-config keys the ClientApp reads; runs sharing one simulation must agree on them.
+CLIENT_KEYS = frozenset(
+    {
+        "task",
+        "dataset",
+        "data-dir",
+        "data-download",
+        "partitioning",
+        "dirichlet-alpha",
+        "shards-per-partition",
+        "local-epochs",
+        "batch-size",
+        "lr",
+        "momentum",
+        "seed",
+        "dp-mode",
+    }
+)
+# Read by the ClientApp only when dp-mode is "local" (LocalDpMod's parameters).
+_LOCAL_DP_KEYS = ("dp-clipping-norm", "dp-epsilon", "dp-delta", "dp-sensitivity")
+
+
+def _client_view(config: Mapping[str, Scalar]) -> dict[str, Scalar]:
+    """The run-config values as the ClientApp acts on them."""
+    from edgecloud.strategies import CLIENT_SIDE_MODES
+
+    view = {k: config[k] for k in CLIENT_KEYS}
+    if view["dp-mode"] not in CLIENT_SIDE_MODES:
+        view["dp-mode"] = "none"  # server-side DP needs nothing from the client
+    if view["dp-mode"] == "local":
+        view.update({k: config[k] for k in _LOCAL_DP_KEYS})
+    return view
+
+
 def run_local_simulation(
     overrides: Mapping[str, Scalar] | None = None,
     *,
@@ -78,19 +112,74 @@ def run_local_simulation(
         Ray CPUs per ClientApp; 1 gives two concurrent clients on two cores.
     verbose : bool
         Let the simulation engine log at DEBUG level.
+
+    Raises
+    ------
+    Exception
+        Whatever the ServerApp raised (e.g. ConfigError for a bad run config).
+    """
+    errors = run_local_simulations(
+        {"run": {}},
+        shared=overrides,
+        num_supernodes=num_supernodes,
+        client_app=client_app,
+        num_cpus_per_client=num_cpus_per_client,
+        verbose=verbose,
+    )
+    if errors["run"] is not None:
+        raise errors["run"]
+
+
+def run_local_simulations(
+    runs: Mapping[str, Mapping[str, Scalar]],
+    *,
+    shared: Mapping[str, Scalar] | None = None,
+    num_supernodes: int = 2,
+    client_app: ClientApp | None = None,
+    num_cpus_per_client: float = 1.0,
+    verbose: bool = False,
+) -> dict[str, Exception | None]:
+    """Run several server-side configurations one after another in one simulation.
+
+    Starting the simulation engine (Ray, actors, imports) costs ~15 s; comparing
+    strategies on the same clients pays it once. Each entry of ``runs`` overrides
+    ``shared`` for the ServerApp only, so it may not change :data:`CLIENT_KEYS`.
+
+    Returns
+    -------
+    dict
+        Run name -> the exception its ServerApp raised, or None if it completed.
     """
     from flwr.simulation import run_simulation
 
     from edgecloud.client_app import app as edgecloud_client_app
     from edgecloud.server_app import main as edgecloud_server_main
 
-    run_config = make_run_config(overrides)
+    base = make_run_config(shared)
+    for name, run in runs.items():
+        merged = make_run_config({**dict(shared or {}), **run})  # unknown keys fail
+        seen, expected = _client_view(merged), _client_view(base)
+        clash = sorted(
+            k for k in set(seen) | set(expected) if seen.get(k) != expected.get(k)
+        )
+        if clash:
+            raise ValueError(
+                f"run {name!r} changes client-side key(s) {clash}; put them in "
+                "shared= or use separate simulations"
+            )
+    errors: dict[str, Exception | None] = {}
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        context.run_config = dict(run_config)
-        edgecloud_server_main(grid, context)
+        for name, run in runs.items():
+            context.run_config = {**base, **run}
+            try:
+                edgecloud_server_main(grid, context)
+                errors[name] = None
+            except Exception as err:  # noqa: BLE001 -- reported per run to the caller
+                logging.getLogger("flwr").exception("run %r failed", name)
+                errors[name] = err
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     backend_config: dict[str, Any] = {
@@ -99,8 +188,12 @@ def run_local_simulation(
     }
     run_simulation(
         server_app=server_app,
-        client_app=_ConfiguredClientApp(client_app or edgecloud_client_app, run_config),
+        client_app=_ConfiguredClientApp(client_app or edgecloud_client_app, base),
         num_supernodes=num_supernodes,
         backend_config=backend_config,
         verbose_logging=verbose,
     )
+    missing = [name for name in runs if name not in errors]
+    for name in missing:
+        errors[name] = RuntimeError(f"run {name!r} never started (simulation aborted)")
+    return errors

@@ -1,0 +1,73 @@
+"""Shared fixtures: fabricated Flower replies and the default run config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Error,
+    Message,
+    Metadata,
+    MetricRecord,
+    RecordDict,
+)
+
+from edgecloud.local_simulation import default_run_config
+
+# Tests never reach the network or install dependencies per run.
+os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+
+def metadata(src_node_id: int, message_type: str = "train") -> Metadata:
+    return Metadata(
+        run_id=1,
+        message_id=f"m{src_node_id}",
+        src_node_id=src_node_id,
+        dst_node_id=0,
+        reply_to_message_id="q",
+        group_id="1",
+        created_at=0.0,
+        ttl=3600.0,
+        message_type=message_type,
+    )
+
+
+@pytest.fixture
+def make_reply() -> Callable[..., Message]:
+    """Build a reply Message as a ClientApp would send it (or an error reply)."""
+
+    def _make(
+        src_node_id: int = 1,
+        arrays: dict[str, np.ndarray[Any, Any]] | None = None,
+        metrics: dict[str, Any] | None = None,
+        configs: dict[str, ConfigRecord] | None = None,
+        error: str | None = None,
+        message_type: str = "train",
+    ) -> Message:
+        meta = metadata(src_node_id, message_type)
+        if error is not None:
+            return Message(metadata=meta, error=Error(code=2, reason=error))
+        content = RecordDict()
+        if arrays is not None:
+            content["arrays"] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+        content["metrics"] = MetricRecord(metrics or {"num-examples": 10})
+        for key, record in (configs or {}).items():
+            content[key] = record
+        return Message(metadata=meta, content=content)
+
+    return _make
+
+
+@pytest.fixture
+def run_config() -> dict[str, Any]:
+    """The pyproject defaults, as ``context.run_config`` holds them."""
+    return default_run_config()
