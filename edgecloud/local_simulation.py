@@ -177,7 +177,7 @@ def run_local_simulations(
             try:
                 edgecloud_server_main(grid, context)
                 errors[name] = None
-            except Exception as err:  # noqa: BLE001 -- reported per run to the caller
+            except Exception as err:
                 logging.getLogger("flwr").exception("run %r failed", name)
                 errors[name] = err
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from typing import cast
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -82,7 +82,9 @@ class RoundTracker(DelegatingStrategy):
         self.round_offset = round_offset
         self.partitions: dict[int, dict[str, object]] = {}
         self._stats: dict[int, RoundStats] = {}
+        self._sent_dtypes: dict[str, str] = {}
         self._partitions_logged = False
+        self._cast_logged = False
 
     def finish_round(self, server_round: int) -> RoundStats:
         """Hand over (and forget) the measurements of round ``server_round``."""
@@ -94,6 +96,7 @@ class RoundTracker(DelegatingStrategy):
         """Configure through ``inner`` and count the bytes sent down."""
         rnd = server_round + self.round_offset
         stats = self._stats.setdefault(rnd, RoundStats())
+        self._sent_dtypes = {key: array.dtype for key, array in arrays.items()}
         messages = list(super().configure_train(rnd, arrays, config, grid))
         stats.bytes_down += sum(message_bytes(m) for m in messages)
         return messages
@@ -114,6 +117,8 @@ class RoundTracker(DelegatingStrategy):
                 "round %s: no aggregate produced; keeping the previous model",
                 rnd,
             )
+        if arrays is not None:
+            arrays = self._keep_dtypes(arrays)
         stats.train_metrics = _scalars(metrics)
         return arrays, metrics
 
@@ -139,6 +144,33 @@ class RoundTracker(DelegatingStrategy):
         return metrics
 
     # ------------------------------------------------------------------------
+    def _keep_dtypes(self, arrays: ArrayRecord) -> ArrayRecord:
+        """Cast aggregated arrays back to the dtypes that were sent.
+
+        Flower 1.41's FedAdam/FedYogi/FedAdagrad multiply by a NumPy float64 scalar
+        and return float64 weights: without this the global model doubles in size on
+        the wire from round 2 on.
+        """
+        changed = [
+            k for k, a in arrays.items() if self._sent_dtypes.get(k, a.dtype) != a.dtype
+        ]
+        if not changed:
+            return arrays
+        if not self._cast_logged:
+            self._cast_logged = True
+            log(
+                INFO,
+                "aggregated arrays came back as %s; casting to the model's %s",
+                arrays[changed[0]].dtype,
+                self._sent_dtypes[changed[0]],
+            )
+        return ArrayRecord(
+            {
+                k: Array(a.numpy().astype(self._sent_dtypes[k])) if k in changed else a
+                for k, a in arrays.items()
+            }
+        )
+
     @staticmethod
     def _account(
         rnd: int, replies: list[Message], stats: RoundStats, phase: str

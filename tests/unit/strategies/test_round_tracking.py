@@ -116,3 +116,20 @@ def test_aggregate_scalar_metrics_weights_and_skips_client_facts() -> None:
 
 def test_error_replies_have_zero_bytes(make_reply: Callable[..., Message]) -> None:
     assert message_bytes(make_reply(1, error="x")) == 0
+
+
+def test_aggregated_float64_is_cast_back_to_the_sent_dtype() -> None:
+    # Prepare: an inner strategy that upcasts (as Flower 1.41's FedAdam does)
+    class _Upcasting(_Recording):
+        def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
+            return ArrayRecord([np.ones(3, dtype=np.float64)]), None
+
+    tracker = RoundTracker(_Upcasting())
+    sent = ArrayRecord([np.zeros(3, dtype=np.float32)])
+    list(tracker.configure_train(1, sent, ConfigRecord(), grid=None))  # type: ignore[arg-type]
+
+    # Execute
+    arrays, _ = tracker.aggregate_train(1, [])
+
+    # Assert
+    assert arrays is not None and arrays["0"].dtype == "float32"
