@@ -1,4 +1,4 @@
-"""Real flower-superlink + 2 flower-supernode processes on 127.0.0.1, insecure and TLS+auth."""
+"""Real flower-superlink + 2 flower-supernode processes on 127.0.0.1 (insecure, TLS)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import pytest
 
 from edgecloud.deploy.certificates import generate_node_key
 from edgecloud.deploy.federation import start_local_federation
-from edgecloud.deploy.flwr_cli import FINISHED_COMPLETED, flwr_env, submit_run, wait_for_run
+from edgecloud.deploy.flwr_cli import (
+    FINISHED_COMPLETED,
+    flwr_env,
+    submit_run,
+    wait_for_run,
+)
 from edgecloud.deploy.processes import (
     _alive,
     free_port,
@@ -43,11 +48,14 @@ def test_superlink_and_two_supernodes_complete_a_run(
     try:
         # Execute
         run_id = submit_run(
-            PROJECT_DIR, federation.connection, env,
+            PROJECT_DIR,
+            federation.connection,
+            env,
             f'num-server-rounds=1 fraction-evaluate=0.0 output-dir="{out}"',
         )
-        status = wait_for_run(run_id, federation.connection, env, timeout=600,
-                              stream_logs=False)
+        status = wait_for_run(
+            run_id, federation.connection, env, timeout=600, stream_logs=False
+        )
 
         # Assert
         assert status["status"] == FINISHED_COMPLETED, status
@@ -70,11 +78,14 @@ def _assert_unregistered_node_is_rejected(tmp_path, federation, env) -> None:  #
     rogue = start_process(
         "rogue-supernode",
         supernode_command(
-            federation.superlink_address, free_port(),
+            federation.superlink_address,
+            free_port(),
             {"partition-id": 0, "num-partitions": 2},
-            root_certificates=federation.tls.ca_cert, auth_private_key=key.private_key,
+            root_certificates=federation.tls.ca_cert,
+            auth_private_key=key.private_key,
         ),
-        federation.workdir, env,
+        federation.workdir,
+        env,
     )
     deadline = time.monotonic() + 120
     while _alive(rogue.pid) and time.monotonic() < deadline:

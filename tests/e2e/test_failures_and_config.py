@@ -59,8 +59,9 @@ def test_failed_client_is_logged_and_round_aggregates_the_others(
     assert rounds[2]["failures"] == 1 and rounds[2]["train_replies"] == 3
     assert rounds[1]["failures"] == 0 and rounds[3]["train_replies"] == 4
     assert rounds[3]["central_accuracy"] > rounds[1]["central_accuracy"]
-    node_of_partition_0 = next(p["node-id"] for p in results["partitions"]
-                               if p["partition-id"] == 0)
+    node_of_partition_0 = next(
+        p["node-id"] for p in results["partitions"] if p["partition-id"] == 0
+    )
     assert f"round 2: train failed on node {node_of_partition_0}" in caplog.text
     assert "simulated device failure in round 2" in caplog.text
 

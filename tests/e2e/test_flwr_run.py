@@ -46,13 +46,21 @@ def test_default_main_job_reaches_090_and_bad_config_fails(
 ) -> None:
     # Prepare: what `make run` does, 10 virtual SuperNodes
     flwr(
-        ["federation", "simulation-config", "--num-supernodes", "10",
-         "--client-resources-num-cpus", "1"],
+        [
+            "federation",
+            "simulation-config",
+            "--num-supernodes",
+            "10",
+            "--client-resources-num-cpus",
+            "1",
+        ],
         local_env,
         cwd=PROJECT_DIR,
     )
     port = int(local_env["FLWR_LOCAL_SUPERLINK_HTTP_API_PORT"])
-    assert [installs_dependencies_per_run(p) for p in local_superlink_pids(port)] == [False]
+    assert [installs_dependencies_per_run(p) for p in local_superlink_pids(port)] == [
+        False
+    ]
     out = tmp_path / "outputs"
 
     # Execute: the defaults from pyproject.toml, only the output directory moved
@@ -69,7 +77,9 @@ def test_default_main_job_reaches_090_and_bad_config_fails(
 
     # Execute: an invalid value fails the run before round 1, with a clear reason
     bad = submit_run(
-        PROJECT_DIR, "local", local_env,
+        PROJECT_DIR,
+        "local",
+        local_env,
         f'partitioning="by-camera" output-dir="{tmp_path / "bad"}"',
     )
     bad_status = wait_for_run(bad, "local", local_env, timeout=300, stream_logs=False)

@@ -32,7 +32,12 @@ run_local_simulation(
 
 def _start(output_dir: Path, resume: bool) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", _SCRIPT.format(rounds=ROUNDS, resume=resume), str(output_dir)],
+        [
+            sys.executable,
+            "-c",
+            _SCRIPT.format(rounds=ROUNDS, resume=resume),
+            str(output_dir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # so the kill reaches Ray's processes too
@@ -59,8 +64,12 @@ def test_resume_after_kill_completes_all_rounds(tmp_path: Path) -> None:
 
     # Execute: the same command with resume=true
     run_local_simulation(
-        {"num-server-rounds": ROUNDS, "strategy": "fedadam",
-         "output-dir": str(output_dir), "resume": True},
+        {
+            "num-server-rounds": ROUNDS,
+            "strategy": "fedadam",
+            "output-dir": str(output_dir),
+            "resume": True,
+        },
         num_supernodes=3,
     )
 

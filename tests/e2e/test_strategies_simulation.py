@@ -49,7 +49,9 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, P
     "name",
     [*BASELINE_NAMES, *WRAPPED, *(f"fedavg+dp-{m}" for m in CLIENT_SIDE_DP)],
 )
-def test_runs_two_rounds_end_to_end(outcomes: dict[str, tuple[Any, Path]], name: str) -> None:
+def test_runs_two_rounds_end_to_end(
+    outcomes: dict[str, tuple[Any, Path]], name: str
+) -> None:
     # Prepare
     error, output_dir = outcomes[name]
 
@@ -66,7 +68,9 @@ def test_runs_two_rounds_end_to_end(outcomes: dict[str, tuple[Any, Path]], name:
     assert len(results["partitions"]) >= 3
 
 
-def test_quantized_updates_save_real_bytes(outcomes: dict[str, tuple[Any, Path]]) -> None:
+def test_quantized_updates_save_real_bytes(
+    outcomes: dict[str, tuple[Any, Path]],
+) -> None:
     # Prepare
     rounds_q = read_outputs(outcomes["fedadam+quantized-8"][1])["rounds"]
     rounds_f = read_outputs(outcomes["fedadam"][1])["rounds"]

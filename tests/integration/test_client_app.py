@@ -22,9 +22,14 @@ from tests.conftest import metadata
 NODE = {"partition-id": 1, "num-partitions": 4}
 
 
-def _context(run_config: dict[str, Any], node_config: dict[str, Any] | None = None) -> Context:
+def _context(
+    run_config: dict[str, Any], node_config: dict[str, Any] | None = None
+) -> Context:
     return Context(
-        run_id=1, node_id=7, node_config=dict(node_config or NODE), state=RecordDict(),
+        run_id=1,
+        node_id=7,
+        node_config=dict(node_config or NODE),
+        state=RecordDict(),
         run_config=dict(run_config),
     )
 
@@ -36,7 +41,10 @@ def _global_arrays() -> ArrayRecord:
 
 def _message(kind: str, config: dict[str, Any] | None = None) -> Message:
     content = RecordDict(
-        {"arrays": _global_arrays(), "config": ConfigRecord({"server-round": 1, **(config or {})})}
+        {
+            "arrays": _global_arrays(),
+            "config": ConfigRecord({"server-round": 1, **(config or {})}),
+        }
     )
     return Message(metadata=metadata(0, kind), content=content)
 
@@ -44,7 +52,9 @@ def _message(kind: str, config: dict[str, Any] | None = None) -> Message:
 def _update_norm(reply: Message) -> float:
     sent = _global_arrays().to_numpy_ndarrays()
     got = reply.content.array_records["arrays"].to_numpy_ndarrays()
-    return float(np.sqrt(sum(np.sum((g - s) ** 2) for g, s in zip(got, sent, strict=True))))
+    return float(
+        np.sqrt(sum(np.sum((g - s) ** 2) for g, s in zip(got, sent, strict=True)))
+    )
 
 
 def test_train_reply_has_one_arrayrecord_and_the_metrics_strategies_need(
@@ -62,8 +72,12 @@ def test_train_reply_has_one_arrayrecord_and_the_metrics_strategies_need(
     assert _update_norm(reply) > 0
 
 
-def test_train_reports_initial_loss_when_qfedavg_asks(run_config: dict[str, Any]) -> None:
-    reply = train(_message("train", {"report-initial-loss": True}), _context(run_config))
+def test_train_reports_initial_loss_when_qfedavg_asks(
+    run_config: dict[str, Any],
+) -> None:
+    reply = train(
+        _message("train", {"report-initial-loss": True}), _context(run_config)
+    )
     assert reply.content.metric_records["metrics"]["initial-loss"] > 2.0  # untrained
 
 
@@ -94,7 +108,9 @@ def test_quantization_mod_encodes_the_update_the_server_can_decode(
     plain = app(_message("train"), _context(run_config))
 
     # Execute: same seed, same data, but the server asks for 8-bit updates
-    quantized = app(_message("train", {UPDATE_QUANTIZATION_BITS: 8}), _context(run_config))
+    quantized = app(
+        _message("train", {UPDATE_QUANTIZATION_BITS: 8}), _context(run_config)
+    )
 
     # Assert
     arrays = quantized.content.array_records["arrays"]
@@ -108,10 +124,14 @@ def test_quantization_mod_encodes_the_update_the_server_can_decode(
         strict=True,
     ):
         assert np.abs(got - want).max() < 0.01
-    assert arrays.count_bytes() < 0.3 * plain.content.array_records["arrays"].count_bytes()
+    assert (
+        arrays.count_bytes() < 0.3 * plain.content.array_records["arrays"].count_bytes()
+    )
 
 
-def test_client_side_fixed_clipping_bounds_the_update(run_config: dict[str, Any]) -> None:
+def test_client_side_fixed_clipping_bounds_the_update(
+    run_config: dict[str, Any],
+) -> None:
     # Prepare
     cfg = {**run_config, "dp-mode": "client-fixed"}
     unclipped = _update_norm(app(_message("train"), _context(run_config)))

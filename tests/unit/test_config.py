@@ -1,4 +1,4 @@
-"""RunConfig / NodeConfig validation: every bad value names key, value and expectation."""
+"""RunConfig / NodeConfig validation: errors name key, value and expectation."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_unknown_and_missing_keys_are_rejected(run_config: dict[str, Any]) -> No
     without_lr = {k: v for k, v in run_config.items() if k != "lr"}
 
     # Execute / Assert
-    with pytest.raises(ConfigError, match="unknown run-config key.*learning-rate"):
+    with pytest.raises(ConfigError, match=r"unknown run-config key.*learning-rate"):
         RunConfig.from_run_config(with_unknown)
     with pytest.raises(ConfigError, match=r"\['lr'\] missing"):
         RunConfig.from_run_config(without_lr)
@@ -115,7 +115,10 @@ def test_dp_sampled_clients_auto_and_explicit(run_config: dict[str, Any]) -> Non
         # deployment without --node-config
         ({}, "'partition-id' is missing"),
         # partition outside the range
-        ({"partition-id": 2, "num-partitions": 2}, "0 <= partition-id < num-partitions"),
+        (
+            {"partition-id": 2, "num-partitions": 2},
+            "0 <= partition-id < num-partitions",
+        ),
         # a string where an integer is needed
         ({"partition-id": "0", "num-partitions": 2}, "expected an integer"),
         # data-dir not quoted in TOML parses as a number

@@ -94,7 +94,9 @@ def test_loads_extracted_archive_through_torchvision(tiny_cifar: Path) -> None:
     assert train.features.shape == (5 * _PER_BATCH, 3, 32, 32)
     assert test.features.shape == (_PER_BATCH, 3, 32, 32)
     assert train.features.dtype == np.uint8 and train.labels.dtype == np.int64
-    raw = pickle.loads((tiny_cifar / "source/cifar-10-batches-py/test_batch").read_bytes())
+    raw = pickle.loads(
+        (tiny_cifar / "source/cifar-10-batches-py/test_batch").read_bytes()
+    )
     np.testing.assert_array_equal(test.features[0, 0].ravel(), raw["data"][0, :1024])
     np.testing.assert_array_equal(test.labels, raw["labels"])
 

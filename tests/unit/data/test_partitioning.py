@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from edgecloud.data.digits import load_digits
-from edgecloud.data.partitioning import PartitionSpec, label_histogram, partition_indices
+from edgecloud.data.partitioning import (
+    PartitionSpec,
+    label_histogram,
+    partition_indices,
+)
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +19,7 @@ def labels() -> np.ndarray:
 
 
 def _skew(labels: np.ndarray, parts: list[np.ndarray]) -> float:
-    """Mean total-variation distance between each partition's and the global label mix."""
+    """Mean total-variation distance of each partition's label mix to the global."""
     overall = np.bincount(labels, minlength=10) / len(labels)
     dists = []
     for rows in parts:
@@ -53,13 +57,17 @@ def test_different_seeds_give_different_partitions(labels: np.ndarray) -> None:
     b = partition_indices(labels, PartitionSpec("dirichlet", 10, seed=2))
 
     # Assert
-    assert any(len(x) != len(y) or not np.array_equal(x, y) for x, y in zip(a, b))
+    assert any(
+        len(x) != len(y) or not np.array_equal(x, y) for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_dirichlet_alpha_0_1_visibly_skews_label_histograms(labels: np.ndarray) -> None:
     # Execute
     iid = partition_indices(labels, PartitionSpec("iid", 10, seed=42))
-    skewed = partition_indices(labels, PartitionSpec("dirichlet", 10, seed=42, alpha=0.1))
+    skewed = partition_indices(
+        labels, PartitionSpec("dirichlet", 10, seed=42, alpha=0.1)
+    )
     hists = [label_histogram(labels[p], 10) for p in skewed]
 
     # Assert: IID partitions mirror the global mix; alpha=0.1 ones do not

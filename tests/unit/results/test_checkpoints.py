@@ -24,7 +24,9 @@ CONFIG = {"strategy": "fedadam", "num-server-rounds": 3, "output-dir": "x", "lr"
 
 def _checkpoint(rnd: int) -> Checkpoint:
     history = RunHistory(config=dict(CONFIG))
-    history.rounds = [RoundRecord(round=r, central_accuracy=0.1 * r) for r in range(rnd + 1)]
+    history.rounds = [
+        RoundRecord(round=r, central_accuracy=0.1 * r) for r in range(rnd + 1)
+    ]
     return Checkpoint(
         round=rnd,
         arrays={"w": np.full((2, 2), rnd, dtype=np.float32), "n": np.array([rnd])},
@@ -46,7 +48,9 @@ def test_save_load_round_trip_and_latest(tmp_path: Path) -> None:
     assert loaded.round == 10
     np.testing.assert_array_equal(loaded.arrays["w"], np.full((2, 2), 10))
     assert loaded.arrays["n"].dtype == np.int64
-    np.testing.assert_array_equal(loaded.strategy_state["0.FedAdam.m_t"]["w"], np.ones(2))  # type: ignore[index]
+    np.testing.assert_array_equal(
+        loaded.strategy_state["0.FedAdam.m_t"]["w"], np.ones(2)
+    )  # type: ignore[index]
     assert loaded.strategy_state["1.X.clipping_norm"] == 0.5
     assert loaded.history.completed_rounds == 10
     assert not list(tmp_path.glob("*.tmp"))
@@ -98,7 +102,9 @@ def test_recorder_refuses_checkpoint_of_another_config(tmp_path: Path) -> None:
     recorder = RunRecorder(tmp_path, {**CONFIG, "strategy": "fedavg"})
 
     # Execute / Assert
-    with pytest.raises(CheckpointError, match="strategy: checkpoint 'fedadam' vs now 'fedavg'"):
+    with pytest.raises(
+        CheckpointError, match="strategy: checkpoint 'fedadam' vs now 'fedavg'"
+    ):
         recorder.start(resume=True)
 
 
@@ -139,10 +145,15 @@ def test_recorder_writes_parseable_outputs(tmp_path: Path) -> None:
 
 def test_nan_metrics_become_null_in_json(tmp_path: Path) -> None:
     # Prepare
-    history = RunHistory(config={}, rounds=[RoundRecord(round=1, central_loss=float("nan"))])
+    history = RunHistory(
+        config={}, rounds=[RoundRecord(round=1, central_loss=float("nan"))]
+    )
 
     # Execute
     history.write_json(tmp_path / "r.json")
 
     # Assert
-    assert json.loads((tmp_path / "r.json").read_text())["rounds"][0]["central_loss"] is None
+    assert (
+        json.loads((tmp_path / "r.json").read_text())["rounds"][0]["central_loss"]
+        is None
+    )

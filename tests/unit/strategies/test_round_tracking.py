@@ -9,12 +9,12 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from edgecloud.strategies.delegating import DelegatingStrategy
-from tests.conftest import metadata
 from edgecloud.strategies.round_tracking import (
     RoundTracker,
     aggregate_scalar_metrics,
     message_bytes,
 )
+from tests.conftest import metadata
 
 
 class _Recording(DelegatingStrategy):
@@ -26,7 +26,9 @@ class _Recording(DelegatingStrategy):
     def configure_train(self, server_round, arrays, config, grid):  # type: ignore[no-untyped-def]
         self.rounds.append(("configure_train", server_round))
         return [
-            Message(metadata=metadata(0, "train"), content=RecordDict({"arrays": arrays}))
+            Message(
+                metadata=metadata(0, "train"), content=RecordDict({"arrays": arrays})
+            )
             for _ in (1, 2)
         ]
 
@@ -67,7 +69,10 @@ def test_counts_bytes_failures_and_partitions_with_offset(
     stats = tracker.finish_round(4)
 
     # Assert: the inner strategy and clients see absolute round 4
-    assert ("configure_train", 4) in inner.rounds and ("aggregate_train", 4) in inner.rounds
+    assert ("configure_train", 4) in inner.rounds and (
+        "aggregate_train",
+        4,
+    ) in inner.rounds
     assert stats.bytes_down == sum(message_bytes(m) for m in sent) > 2 * 400
     assert stats.bytes_up == message_bytes(ok)
     assert stats.failures == 1 and stats.train_replies == 1
@@ -87,7 +92,9 @@ def test_failure_is_logged_with_node_id(
 
     # Execute
     try:
-        tracker.aggregate_train(2, [make_reply(99, error="Traceback...\nValueError: boom")])
+        tracker.aggregate_train(
+            2, [make_reply(99, error="Traceback...\nValueError: boom")]
+        )
     finally:
         logger.removeHandler(caplog.handler)
 
@@ -99,12 +106,30 @@ def test_failure_is_logged_with_node_id(
 def test_aggregate_scalar_metrics_weights_and_skips_client_facts() -> None:
     # Prepare
     records = [
-        RecordDict({"metrics": MetricRecord(
-            {"num-examples": 30, "train-loss": 1.0, "partition-id": 0,
-             "label-histogram": [30, 0]})}),
-        RecordDict({"metrics": MetricRecord(
-            {"num-examples": 10, "train-loss": 3.0, "partition-id": 1,
-             "label-histogram": [0, 10]})}),
+        RecordDict(
+            {
+                "metrics": MetricRecord(
+                    {
+                        "num-examples": 30,
+                        "train-loss": 1.0,
+                        "partition-id": 0,
+                        "label-histogram": [30, 0],
+                    }
+                )
+            }
+        ),
+        RecordDict(
+            {
+                "metrics": MetricRecord(
+                    {
+                        "num-examples": 10,
+                        "train-loss": 3.0,
+                        "partition-id": 1,
+                        "label-histogram": [0, 10],
+                    }
+                )
+            }
+        ),
     ]
 
     # Execute

@@ -1,4 +1,4 @@
-"""Tasks: split models compose, training is deterministic, FedProx pulls to the anchor."""
+"""Tasks: split models compose, training is deterministic, FedProx anchors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from edgecloud.data.partitioning import PartitionSpec
-from edgecloud.tasks import TASKS, TrainSettings, get_task, load_numpy_state, state_to_numpy
+from edgecloud.tasks import (
+    TASKS,
+    TrainSettings,
+    get_task,
+    load_numpy_state,
+    state_to_numpy,
+)
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -91,9 +97,12 @@ def test_fedprox_term_keeps_weights_closer_to_the_global_model() -> None:
     for mu in (0.0, 5.0):
         model = task.build_model()
         load_numpy_state(model, anchor)
-        task.train(model, data.train, TrainSettings(2, 16, 0.05, 0.9, seed=1, proximal_mu=mu))
+        task.train(
+            model, data.train, TrainSettings(2, 16, 0.05, 0.9, seed=1, proximal_mu=mu)
+        )
         drift[mu] = sum(
-            float(np.sum((v - anchor[k]) ** 2)) for k, v in state_to_numpy(model).items()
+            float(np.sum((v - anchor[k]) ** 2))
+            for k, v in state_to_numpy(model).items()
         )
 
     # Assert
