@@ -2,8 +2,16 @@
 
 from edgecloud.compression.quantization import (
     dequantize,
+    dequantize_per_channel,
+    quantize_per_channel,
     quantize_symmetric,
     quantized_dtype,
 )
 
-__all__ = ["dequantize", "quantize_symmetric", "quantized_dtype"]
+__all__ = [
+    "dequantize",
+    "dequantize_per_channel",
+    "quantize_per_channel",
+    "quantize_symmetric",
+    "quantized_dtype",
+]

@@ -49,3 +49,42 @@ def dequantize(
 ) -> npt.NDArray[np.float32]:
     """Inverse of :func:`quantize_symmetric` (up to rounding)."""
     return (codes.astype(np.float32) * np.float32(scale)).astype(np.float32)
+
+
+def quantize_per_channel(
+    values: npt.NDArray[np.floating[Any]], bits: int, axis: int = 1
+) -> tuple[npt.NDArray[np.signedinteger[Any]], npt.NDArray[np.float32]]:
+    """Symmetric quantization with one scale per slice along ``axis``.
+
+    Seed 002's "layered" quantization: channels (or features) with small values
+    keep their resolution instead of sharing the largest channel's step.
+
+    Returns ``(codes, scales)`` with ``scales.shape == (values.shape[axis],)``.
+    """
+    dtype = quantized_dtype(bits)
+    qmax = 2 ** (bits - 1) - 1
+    if values.ndim == 0:
+        raise ValueError("per-channel quantization needs an array with a channel axis")
+    moved = np.moveaxis(values, axis, 0)  # (C, ...)
+    flat = moved.reshape(moved.shape[0], -1)
+    amax = np.max(np.abs(flat), axis=1) if flat.size else np.zeros(len(flat))
+    if not np.all(np.isfinite(amax)):
+        raise ValueError("cannot quantize an array holding NaN or infinity")
+    scales = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    codes: npt.NDArray[np.signedinteger[Any]] = np.clip(
+        np.rint(values / scales.reshape(shape)), -qmax, qmax
+    ).astype(dtype)
+    return codes, scales
+
+
+def dequantize_per_channel(
+    codes: npt.NDArray[np.signedinteger[Any]],
+    scales: npt.NDArray[np.float32],
+    axis: int = 1,
+) -> npt.NDArray[np.float32]:
+    """Inverse of :func:`quantize_per_channel` (up to rounding)."""
+    shape = [1] * codes.ndim
+    shape[axis] = -1
+    return (codes.astype(np.float32) * scales.reshape(shape)).astype(np.float32)
