@@ -1,6 +1,8 @@
-"""Fuzzing: >= 10 000 mutated frames, none accepted, only ChannelError, state unchanged."""
+"""Fuzzing: >= 10 000 mutated frames, none accepted, only ChannelError raised."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -100,10 +102,8 @@ def test_ten_thousand_mutated_frames_are_all_rejected() -> None:
 @given(data=st.binary(min_size=0, max_size=400))
 def test_arbitrary_bytes_only_raise_channel_error(data: bytes) -> None:
     receiver, _ = _pair("fp32")
-    try:
+    with contextlib.suppress(ChannelError):
         receiver.open(data, CTX)
-    except ChannelError:
-        pass
     assert receiver.recv_counter == 0
 
 

@@ -110,8 +110,6 @@ def test_lossy_codecs_shrink_frames_within_error_bounds(
 
 def test_error_feedback_keeps_accumulated_error_bounded() -> None:
     # Prepare: the same gradient sent 50 times; what arrives should average to it
-    _, client = _pair()
-    server, _ = _pair()
     feedback = ErrorFeedback()
     grad = rng.normal(scale=1e-3, size=(8, 64)).astype(np.float32)
     grad[:, 0] = 1.0  # one large feature makes the others' int8 steps coarse
