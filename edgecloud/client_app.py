@@ -9,6 +9,7 @@ from flwr.clientapp import ClientApp
 from torch import nn
 
 from edgecloud import protocol as p
+from edgecloud.client_split import split_step
 from edgecloud.config import NodeConfig, RunConfig
 from edgecloud.strategies import make_dp_client_mod
 from edgecloud.strategies.update_quantization import quantize_update_mod
@@ -23,6 +24,9 @@ app = ClientApp(
         ),
     ]
 )
+
+
+app.train("split_step")(split_step)  # protocol.MSG_SPLIT_STEP
 
 
 def _setup(

@@ -15,11 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecloud.channel import CODECS
 from edgecloud.data.partitioning import PartitionSpec
 from edgecloud.exceptions import ConfigError
 from edgecloud.protocol import NODE_DATA_DIR, NODE_NUM_PARTITIONS, NODE_PARTITION_ID
-from edgecloud.strategies import STRATEGY_NAMES, BaselineParams, DpParams
-from edgecloud.tasks import TASKS
+from edgecloud.strategies import (
+    SPLIT_NAMES,
+    STRATEGY_NAMES,
+    BaselineParams,
+    DpParams,
+    SplitParams,
+)
+from edgecloud.tasks import TASKS, SplitModel
 
 Scalar = bool | int | float | str
 
@@ -129,6 +136,11 @@ class RunConfig:
     dp_sensitivity: float
     # --- update compression ---------------------------------------------------
     update_quantization_bits: int
+    # --- split learning and its protected channel -----------------------------
+    channel_encryption: bool
+    channel_codec: str
+    channel_error_feedback: bool
+    split_sync_interval: int
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Scalar]) -> RunConfig:
@@ -227,6 +239,21 @@ class RunConfig:
             return self.dp_num_sampled_clients
         return max(int(num_connected_nodes * self.fraction_train), 1)
 
+    def split_params(self) -> SplitParams:
+        """Settings of a split-learning strategy (``strategy`` in SPLIT_NAMES)."""
+        return SplitParams(
+            mode=self.strategy,
+            num_rounds=self.num_server_rounds,
+            fraction_train=self.fraction_train,
+            min_available_nodes=self.min_available_nodes,
+            round_timeout=self.round_timeout,
+            seed=self.seed,
+            encryption=self.channel_encryption,
+            codec=self.channel_codec,
+            error_feedback=self.channel_error_feedback,
+            sync_interval=self.split_sync_interval,
+        )
+
     def partition_spec(self, num_partitions: int) -> PartitionSpec:
         """How the training set is split across ``num_partitions`` clients."""
         return PartitionSpec(
@@ -245,6 +272,9 @@ class RunConfig:
         _choice("dataset", self.dataset, (AUTO_DATASET, *datasets))
         _choice("partitioning", self.partitioning, PARTITIONINGS)
         _choice("dp-mode", self.dp_mode, DP_MODES)
+        _choice("channel-codec", self.channel_codec, CODECS)
+        if self.strategy in SPLIT_NAMES:
+            self._validate_split()
         if self.update_quantization_bits not in QUANTIZATION_BITS:
             raise ConfigError(
                 f"run-config key 'update-quantization-bits' has value "
@@ -280,6 +310,20 @@ class RunConfig:
                 f"run-config keys 'dp-mode'={self.dp_mode!r} and "
                 f"'update-quantization-bits'={self.update_quantization_bits} cannot be "
                 "combined; expected update-quantization-bits=0 when DP is on"
+            )
+
+    def _validate_split(self) -> None:
+        if not isinstance(TASKS[self.task].build_model(), SplitModel):
+            raise ConfigError(
+                f"run-config key 'strategy' has value {self.strategy!r} but task "
+                f"{self.task!r} declares no cut point; expected a task whose model is "
+                "a SplitModel"
+            )
+        if self.dp_mode != "none" or self.update_quantization_bits:
+            raise ConfigError(
+                f"run-config key 'strategy' has value {self.strategy!r}: split "
+                "learning does not combine with DP or update quantization; expected "
+                'dp-mode="none" and update-quantization-bits=0'
             )
 
 
@@ -347,6 +391,7 @@ _NUMERIC_BOUNDS: dict[str, _Bounds] = {
     "dp_epsilon": _POSITIVE,
     "dp_delta": _OPEN_UNIT,
     "dp_sensitivity": _POSITIVE,
+    "split_sync_interval": _AT_LEAST_ONE,
 }
 
 

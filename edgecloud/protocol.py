@@ -30,3 +30,9 @@ QUANT_SCALES = "scales"
 NODE_PARTITION_ID = "partition-id"
 NODE_NUM_PARTITIONS = "num-partitions"
 NODE_DATA_DIR = "data-dir"
+
+# Split learning (strategies/split_learning.py <-> client_app.split_step).
+MSG_SPLIT_STEP = "train.split_step"
+SPLIT = "split"  # ConfigRecord: step control, public keys, the sealed frame
+SPLIT_FRONT = "front"  # ArrayRecord: device-part weights (start and final messages)
+FRONT_DIGEST = "front_digest"  # sealed SHA-256 of the returned device weights

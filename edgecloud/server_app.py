@@ -12,11 +12,17 @@ from flwr.serverapp import Grid, ServerApp
 from edgecloud.config import RunConfig
 from edgecloud.protocol import REPORT_INITIAL_LOSS
 from edgecloud.results import RunRecorder
-from edgecloud.strategies import build_baseline, wrap_with_dp
+from edgecloud.strategies import (
+    SPLIT_NAMES,
+    SplitLearning,
+    build_baseline,
+    wrap_with_dp,
+)
 from edgecloud.strategies.round_tracking import aggregate_scalar_metrics
 from edgecloud.strategies.training_run import run_training, wait_for_nodes
 from edgecloud.strategies.update_quantization import QuantizedUpdates
 from edgecloud.tasks import get_task
+from edgecloud.tasks.split_steps import TaskSplitOps
 
 app = ServerApp()
 
@@ -33,6 +39,13 @@ def main(grid: Grid, context: Context) -> None:
         cfg.resolved_dataset, False, cfg.data_path, cfg.data_download
     )
 
+    recorder = RunRecorder(cfg.output_path, cfg.to_run_config())
+    if cfg.strategy in SPLIT_NAMES:
+        ops = TaskSplitOps(task, cfg.lr, cfg.momentum, test_set, cfg.batch_size)
+        split = SplitLearning(cfg.split_params(), ops, run_id=context.run_id)
+        state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        split.run(grid, state, recorder, resume=cfg.resume)
+        return
     num_nodes = wait_for_nodes(grid, cfg.min_available_nodes, cfg.round_timeout)
     strategy = build_baseline(
         cfg.strategy, cfg.baseline_params(), aggregate_scalar_metrics
@@ -52,7 +65,7 @@ def main(grid: Grid, context: Context) -> None:
         grid,
         strategy,
         ArrayRecord(model.state_dict()),
-        RunRecorder(cfg.output_path, cfg.to_run_config()),
+        recorder,
         num_rounds=cfg.num_server_rounds,
         resume=cfg.resume,
         round_timeout=cfg.round_timeout,

@@ -4,6 +4,7 @@ No flwr import: the split-learning strategies carry the frames as opaque bytes.
 """
 
 from edgecloud.channel.codecs import CODECS, ErrorFeedback, decode_tensor, encode_tensor
+from edgecloud.channel.digest import weights_digest
 from edgecloud.channel.errors import ChannelError
 from edgecloud.channel.key_agreement import Handshake, SessionKeys
 from edgecloud.channel.secure_channel import (
@@ -25,4 +26,5 @@ __all__ = [
     "SessionKeys",
     "decode_tensor",
     "encode_tensor",
+    "weights_digest",
 ]

@@ -11,15 +11,19 @@ from edgecloud.strategies.fl_baselines import (
     BaselineParams,
     build_baseline,
 )
+from edgecloud.strategies.split_learning import SPLIT_NAMES, SplitLearning, SplitParams
 
-STRATEGY_NAMES: tuple[str, ...] = BASELINE_NAMES
+STRATEGY_NAMES: tuple[str, ...] = BASELINE_NAMES + SPLIT_NAMES
 
 __all__ = [
     "BASELINE_NAMES",
     "CLIENT_SIDE_MODES",
+    "SPLIT_NAMES",
     "STRATEGY_NAMES",
     "BaselineParams",
     "DpParams",
+    "SplitLearning",
+    "SplitParams",
     "build_baseline",
     "make_dp_client_mod",
     "wrap_with_dp",

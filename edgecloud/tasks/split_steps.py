@@ -1,0 +1,269 @@
+"""Split-learning compute on either side of the cut (no flwr import).
+
+Device side: ``front`` (and, U-shaped, ``head``); server side: ``back`` (or, U-shaped,
+``middle``). The device never keeps an autograd graph between messages: to apply
+the gradient of step t it recomputes ``front(x_t)`` with the weights that produced
+the activations it sent (they have not changed since), which makes the protocol
+exact: one client reproduces centralised training of the unsplit model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from edgecloud.data.arrays import LabeledArrays
+from edgecloud.tasks.base import SplitModel, Task
+
+NDArray = npt.NDArray[Any]
+
+
+def ushaped_parts(model: SplitModel) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(front, middle, head): U-shaped keeps ``back``'s last layer on the device."""
+    back = model.back
+    if not isinstance(back, nn.Sequential) or len(back) < 2:
+        raise TypeError(
+            "U-shaped split needs the cloud part to be an nn.Sequential of at least "
+            f"two layers; got {type(back).__name__}"
+        )
+    return model.front, back[:-1], back[-1:]
+
+
+def batch_schedule(
+    num_examples: int, batch_size: int, epochs: int, seed: int
+) -> list[npt.NDArray[np.int64]]:
+    """Row indices of every optimizer step of one round (epochs x batches), seeded.
+
+    The client and the exactness test compute the same schedule, so both see the
+    same batches in the same order.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    steps: list[npt.NDArray[np.int64]] = []
+    for _ in range(epochs):
+        order = torch.randperm(num_examples, generator=generator).numpy()
+        steps.extend(
+            order[i : i + batch_size] for i in range(0, num_examples, batch_size)
+        )
+    return [np.asarray(s, dtype=np.int64) for s in steps]
+
+
+def make_optimizer(
+    module: nn.Module, lr: float, momentum: float
+) -> torch.optim.Optimizer:
+    """The SGD optimizer every part uses (same as local FL training)."""
+    return torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, NDArray]:
+    """SGD momentum buffers as NumPy arrays keyed by parameter index."""
+    state = optimizer.state_dict()["state"]
+    return {
+        str(index): entry["momentum_buffer"].detach().cpu().numpy().copy()
+        for index, entry in state.items()
+        if entry.get("momentum_buffer") is not None
+    }
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, buffers: dict[str, NDArray]
+) -> None:
+    """Inverse of :func:`optimizer_state`."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for key, value in buffers.items():
+        index = int(key)
+        if not 0 <= index < len(params) or tuple(params[index].shape) != value.shape:
+            raise ValueError(f"optimizer buffer {key} does not fit the model")
+        optimizer.state[params[index]]["momentum_buffer"] = torch.from_numpy(
+            value.copy()
+        )
+
+
+@dataclass
+class DeviceSide:
+    """A client's part(s) of the model, its optimizer(s) and its local data."""
+
+    task: Task
+    front: nn.Module
+    front_optimizer: torch.optim.Optimizer
+    data: LabeledArrays
+    schedule: list[npt.NDArray[np.int64]]
+    head: nn.Module | None = None
+    head_optimizer: torch.optim.Optimizer | None = None
+
+    def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of optimizer step ``step`` of this round."""
+        rows = self.schedule[step]
+        features = torch.from_numpy(np.ascontiguousarray(self.data.features[rows]))
+        return self.task.preprocess(features), torch.from_numpy(self.data.labels[rows])
+
+    @torch.no_grad()
+    def activations(self, step: int) -> tuple[NDArray, NDArray]:
+        """Smashed data ``front(x_step)`` and the labels of that step."""
+        self.front.train()
+        x, y = self.inputs(step)
+        return self.front(x).numpy(), y.numpy()
+
+    def apply_gradient(self, step: int, grad: NDArray) -> None:
+        """Recompute ``front(x_step)``, backpropagate ``grad`` and take one step."""
+        self.front.train()
+        x, _ = self.inputs(step)
+        out = self.front(x)
+        if tuple(out.shape) != grad.shape:
+            raise ValueError(
+                f"gradient shape {grad.shape}; expected {tuple(out.shape)}"
+            )
+        self.front_optimizer.zero_grad()
+        torch.autograd.backward([out], [torch.from_numpy(grad)])
+        self.front_optimizer.step()
+
+    def head_step(self, step: int, middle_out: NDArray) -> tuple[NDArray, float]:
+        """U-shaped: loss on the device; return d loss / d middle output, loss."""
+        if self.head is None or self.head_optimizer is None:
+            raise ValueError("this device side has no head (not a U-shaped split)")
+        self.head.train()
+        _, y = self.inputs(step)
+        if middle_out.shape[0] != len(y):
+            raise ValueError(
+                f"middle output has {middle_out.shape[0]} rows; expected {len(y)}"
+            )
+        m = torch.from_numpy(middle_out).requires_grad_(True)
+        loss = nn.functional.cross_entropy(self.head(m), y)
+        self.head_optimizer.zero_grad()
+        torch.autograd.backward([loss])
+        self.head_optimizer.step()
+        assert m.grad is not None
+        return m.grad.numpy(), float(loss.detach())
+
+
+@dataclass
+class ServerSide:
+    """The cloud part of one model copy and its optimizer.
+
+    ``module`` is a view into ``owner``, the full model, whose state-dict keys are
+    the ones the strategy aggregates.
+    """
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    owner: nn.Module
+
+    def full_state(self) -> dict[str, NDArray]:
+        """The owner model's state (only the cloud keys are current)."""
+        return {
+            k: v.detach().cpu().numpy().copy()
+            for k, v in self.owner.state_dict().items()
+        }
+
+    def load_full_state(self, state: dict[str, NDArray]) -> None:
+        """Load a full-model state into the owner (optimizer state is kept)."""
+        self.owner.load_state_dict(
+            {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
+        )
+
+    def loss_step(self, activations: NDArray, labels: NDArray) -> tuple[NDArray, float]:
+        """Split / SplitFed: loss on the server; return d loss / d activations."""
+        self.module.train()
+        a = torch.from_numpy(activations).requires_grad_(True)
+        loss = nn.functional.cross_entropy(self.module(a), torch.from_numpy(labels))
+        self.optimizer.zero_grad()
+        torch.autograd.backward([loss])
+        self.optimizer.step()
+        assert a.grad is not None
+        return a.grad.numpy(), float(loss.detach())
+
+    @torch.no_grad()
+    def forward(self, activations: NDArray) -> NDArray:
+        """U-shaped: the middle's output for the device head."""
+        self.module.train()
+        out: NDArray = self.module(torch.from_numpy(activations)).numpy()
+        return out
+
+    def backward_step(self, activations: NDArray, grad_out: NDArray) -> NDArray:
+        """U-shaped: recompute the middle, backpropagate the head's gradient, step."""
+        self.module.train()
+        a = torch.from_numpy(activations).requires_grad_(True)
+        out = self.module(a)
+        if tuple(out.shape) != grad_out.shape:
+            raise ValueError(
+                f"gradient shape {grad_out.shape}; expected {tuple(out.shape)}"
+            )
+        self.optimizer.zero_grad()
+        torch.autograd.backward([out], [torch.from_numpy(grad_out)])
+        self.optimizer.step()
+        assert a.grad is not None
+        return a.grad.numpy()
+
+
+def device_keys(model: SplitModel, ushaped: bool) -> list[str]:
+    """Keys of ``model.state_dict()`` that live on the device."""
+    keys = [k for k in model.state_dict() if k.startswith("front.")]
+    if ushaped:
+        last = f"back.{len(model.back) - 1}."  # type: ignore[arg-type]
+        keys += [k for k in model.state_dict() if k.startswith(last)]
+    return keys
+
+
+def device_modules(
+    model: SplitModel, ushaped: bool
+) -> tuple[nn.Module, nn.Module | None]:
+    """(front, head or None): the device's modules, views into ``model``."""
+    if not ushaped:
+        return model.front, None
+    front, _, head = ushaped_parts(model)
+    return front, head
+
+
+def server_module(model: SplitModel, ushaped: bool) -> nn.Module:
+    """The cloud's module, a view into ``model``."""
+    return ushaped_parts(model)[1] if ushaped else model.back
+
+
+class TaskSplitOps:
+    """What a split-learning strategy needs from a task, without importing it.
+
+    Holds one full model on the server; the cloud part(s) are views into it or
+    into copies of it (SplitFed-v1 keeps one copy per client).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        lr: float,
+        momentum: float,
+        test_set: LabeledArrays,
+        batch_size: int,
+    ) -> None:
+        self.task, self.lr, self.momentum = task, lr, momentum
+        self.test_set, self.batch_size = test_set, batch_size
+
+    def new_model(self, state: dict[str, NDArray] | None = None) -> SplitModel:
+        """A full model, loaded with ``state`` if given."""
+        model = self.task.build_model()
+        if not isinstance(model, SplitModel):
+            raise TypeError(f"task {self.task.name!r} declares no cut point")
+        if state is not None:
+            model.load_state_dict(
+                {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
+            )
+        return model
+
+    def device_keys(self, ushaped: bool) -> list[str]:
+        """Full-state keys of the device part(s)."""
+        return device_keys(self.new_model(), ushaped)
+
+    def server_side(self, model: SplitModel, ushaped: bool) -> ServerSide:
+        """The cloud part of ``model`` with a fresh optimizer."""
+        module = server_module(model, ushaped)
+        return ServerSide(module, make_optimizer(module, self.lr, self.momentum), model)
+
+    def evaluate(self, state: dict[str, NDArray]) -> dict[str, float]:
+        """Loss and accuracy of the assembled model on the held-out test set."""
+        result = self.task.evaluate(
+            self.new_model(state), self.test_set, self.batch_size
+        )
+        return {"loss": result.loss, "accuracy": result.accuracy}

@@ -1,0 +1,92 @@
+"""Split learning over Flower messages is exact: one client == centralised training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from edgecloud.data.partitioning import PartitionSpec
+from edgecloud.local_simulation import make_run_config, run_local_simulations
+from edgecloud.results import latest_checkpoint, load_checkpoint
+from edgecloud.tasks import get_task, state_to_numpy
+from edgecloud.tasks.split_steps import batch_schedule
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 2
+SHARED = {
+    "num-server-rounds": ROUNDS,
+    "local-epochs": 1,
+    "batch-size": 64,
+    "min-available-nodes": 1,
+}
+MODES = ("split", "split-ushaped", "splitfed-v1", "splitfed-v2")
+
+
+def _centralised(config: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    """The unsplit model, one SGD optimizer, the clients' batch order."""
+    task = get_task(config["task"])
+    torch.manual_seed(config["seed"])
+    model = task.build_model()
+    data = task.load_client_data(
+        "digits", PartitionSpec("iid", 1, config["seed"]), 0, Path("."), False
+    ).train
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config["lr"], momentum=config["momentum"]
+    )
+    for rnd in range(1, ROUNDS + 1):
+        schedule = batch_schedule(
+            len(data),
+            config["batch-size"],
+            config["local-epochs"],
+            config["seed"] + 7919 * rnd,
+        )
+        for rows in schedule:
+            x = task.preprocess(torch.from_numpy(data.features[rows]))
+            loss = torch.nn.functional.cross_entropy(
+                model(x), torch.from_numpy(data.labels[rows])
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return state_to_numpy(model)
+
+
+@pytest.fixture(scope="module")
+def final_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("exact")
+    runs = {mode: {"strategy": mode, "output-dir": str(root / mode)} for mode in MODES}
+    errors = run_local_simulations(runs, shared=SHARED, num_supernodes=1)
+    states: dict[str, Any] = {}
+    for mode in MODES:
+        assert errors[mode] is None, f"{mode}: {errors[mode]!r}"
+        path = latest_checkpoint(root / mode / "checkpoints")
+        assert path is not None
+        checkpoint = load_checkpoint(path)
+        assert checkpoint.round == ROUNDS
+        states[mode] = checkpoint.arrays
+    return states
+
+
+@pytest.mark.parametrize("mode", ["split", "split-ushaped"])
+def test_one_client_equals_centralised_training(
+    final_states: dict[str, Any], mode: str
+) -> None:
+    # Prepare
+    reference = _centralised(make_run_config(SHARED))
+
+    # Assert
+    for key, value in reference.items():
+        np.testing.assert_allclose(final_states[mode][key], value, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["splitfed-v1", "splitfed-v2"])
+def test_splitfed_with_one_client_equals_split(
+    final_states: dict[str, Any], mode: str
+) -> None:
+    for key, value in final_states["split"].items():
+        np.testing.assert_allclose(final_states[mode][key], value, rtol=0, atol=1e-5)
