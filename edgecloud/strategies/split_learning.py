@@ -174,6 +174,7 @@ class SplitLearning:
         self._local_fronts = False  # SplitFed between syncs: clients keep their own
         self._sessions: dict[int, SecureChannel] = {}
         self._round_index = self._exchange_index = 0
+        self._exchanges_round = self._exchanges_in_round = 0
 
     # ----------------------------------------------------------------- loop
     def run(
@@ -233,6 +234,7 @@ class SplitLearning:
             central_accuracy=central_accuracy,
         )
         record.seconds = time.perf_counter() - started
+        record.extra = {"exchanges": float(self._exchanges_in_round)}
         return record
 
     def _sample(self, grid: Grid, rnd: int) -> list[int]:
@@ -264,6 +266,8 @@ class SplitLearning:
             for node in conversations
         }
         self._round_index, self._exchange_index = rnd, 0
+        if self._exchanges_round != rnd:  # sequential modes call this once per client
+            self._exchanges_round, self._exchanges_in_round = rnd, 0
         pending = {node: next(conv) for node, conv in conversations.items()}
         results: list[_ClientResult] = []
         while pending:
@@ -319,6 +323,7 @@ class SplitLearning:
                     self._copies.pop(node, None)  # a SplitFed-v1 copy it half-trained
             pending = following
             self._exchange_index += 1
+            self._exchanges_in_round += 1
         return results
 
     def _context(self, node: int) -> FrameContext:

@@ -12,8 +12,11 @@ from edgecloud.tasks.base import (
 )
 from edgecloud.tasks.cifar10_cnn import Cifar10Cnn
 from edgecloud.tasks.digits_cnn import DigitsCnn
+from edgecloud.tasks.resnet18_cifar import Resnet18Cifar
 
-TASKS: dict[str, Task] = {task.name: task for task in (DigitsCnn(), Cifar10Cnn())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (DigitsCnn(), Cifar10Cnn(), Resnet18Cifar())
+}
 
 
 def get_task(name: str) -> Task:

@@ -9,6 +9,8 @@ exact: one client reproduces centralised training of the unsplit model.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +85,30 @@ def load_optimizer_state(
         )
 
 
+@contextlib.contextmanager
+def _frozen_batchnorm_statistics(module: nn.Module) -> Iterator[None]:
+    """Train-mode BatchNorm (batch statistics) without touching running stats."""
+    norms = [
+        m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    saved = [
+        (
+            m.momentum,
+            None if m.num_batches_tracked is None else m.num_batches_tracked.clone(),
+        )
+        for m in norms
+    ]
+    for norm in norms:
+        norm.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for norm, (momentum, tracked) in zip(norms, saved, strict=True):
+            norm.momentum = momentum
+            if tracked is not None and norm.num_batches_tracked is not None:
+                norm.num_batches_tracked.copy_(tracked)
+
+
 @dataclass
 class DeviceSide:
     """A client's part(s) of the model, its optimizer(s) and its local data."""
@@ -109,10 +135,15 @@ class DeviceSide:
         return self.front(x).numpy(), y.numpy()
 
     def apply_gradient(self, step: int, grad: NDArray) -> None:
-        """Recompute ``front(x_step)``, backpropagate ``grad`` and take one step."""
+        """Recompute ``front(x_step)``, backpropagate ``grad`` and take one step.
+
+        BatchNorm running statistics were already updated when the activations
+        were first computed; the recomputation must not update them a second time.
+        """
         self.front.train()
         x, _ = self.inputs(step)
-        out = self.front(x)
+        with _frozen_batchnorm_statistics(self.front):
+            out = self.front(x)
         if tuple(out.shape) != grad.shape:
             raise ValueError(
                 f"gradient shape {grad.shape}; expected {tuple(out.shape)}"
@@ -187,7 +218,8 @@ class ServerSide:
         """U-shaped: recompute the middle, backpropagate the head's gradient, step."""
         self.module.train()
         a = torch.from_numpy(activations).requires_grad_(True)
-        out = self.module(a)
+        with _frozen_batchnorm_statistics(self.module):
+            out = self.module(a)
         if tuple(out.shape) != grad_out.shape:
             raise ValueError(
                 f"gradient shape {grad_out.shape}; expected {tuple(out.shape)}"

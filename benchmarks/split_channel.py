@@ -1,0 +1,337 @@
+"""Cost of the protected smashed-data channel, measured in one run.
+
+1. Bytes per sample, up (smashed data + labels) and down (gradients), for each codec,
+   next to the raw input and a FedAvg update (digits-cnn and cifar10-cnn).
+2. AES-256-GCM throughput and its share of one split training step.
+3. Accuracy of SplitFed-v1 with int8 vs fp32 smashed data on digits-cnn.
+4. Seconds per step (one message round trip) in simulation and loopback deployment.
+
+Prints tables with ratios and writes ``benchmarks/results/split_channel.json``.
+
+    python benchmarks/split_channel.py [--skip-deployment] [--rounds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from edgecloud.channel import (
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    FrameContext,
+    Handshake,
+    SecureChannel,
+)
+from edgecloud.data.partitioning import PartitionSpec
+from edgecloud.deploy.federation import start_local_federation
+from edgecloud.deploy.flwr_cli import (
+    FINISHED_COMPLETED,
+    flwr_env,
+    submit_run,
+    wait_for_run,
+)
+from edgecloud.local_simulation import PROJECT_DIR, run_local_simulations
+from edgecloud.tasks import get_task
+from edgecloud.tasks.split_steps import (
+    DeviceSide,
+    ServerSide,
+    batch_schedule,
+    make_optimizer,
+)
+
+OUT = Path(__file__).resolve().parent / "results"
+CTX = FrameContext(1, 1, "train.split_step", 1, 1)
+console = Console()
+
+
+def _channels(encrypted: bool) -> tuple[SecureChannel, SecureChannel]:
+    if not encrypted:
+        return (
+            SecureChannel(None, send_direction=CLIENT_TO_SERVER),
+            SecureChannel(None, send_direction=SERVER_TO_CLIENT),
+        )
+    client, server = Handshake(), Handshake()
+    return (
+        SecureChannel(
+            client.derive(server.public_bytes, is_server=False, run_id=1, node_id=1),
+            send_direction=CLIENT_TO_SERVER,
+        ),
+        SecureChannel(
+            server.derive(client.public_bytes, is_server=True, run_id=1, node_id=1),
+            send_direction=SERVER_TO_CLIENT,
+        ),
+    )
+
+
+def bytes_per_sample(batch: int = 32) -> dict[str, Any]:
+    """Frame bytes per sample for every codec vs raw input and a FedAvg update."""
+    report: dict[str, Any] = {}
+    for name, raw_bytes, rows_per_client in (
+        ("digits-cnn", 64, 115),
+        ("cifar10-cnn", 3072, 5000),
+    ):
+        task = get_task(name)
+        torch.manual_seed(0)
+        model = task.build_model()
+        shape = (batch, 1, 8, 8) if name == "digits-cnn" else (batch, 3, 32, 32)
+        with torch.no_grad():
+            smashed = model.front(torch.randn(shape)).numpy()
+        labels = np.zeros(batch, dtype=np.int64)
+        update = sum(p.numel() * 4 for p in model.parameters())
+        entry: dict[str, Any] = {
+            "raw_input_bytes_per_sample": raw_bytes,
+            "fedavg_update_bytes": update,
+            "fedavg_update_bytes_per_sample": update / rows_per_client,
+        }
+        for codec in ("fp32", "fp16", "bf16", "int8"):
+            up, down = _channels(True)
+            frame_up = up.seal({"activations": smashed, "labels": labels}, CTX, codec)
+            frame_down = down.seal({"grad": smashed}, CTX, codec)
+            entry[codec] = {
+                "up_bytes_per_sample": len(frame_up) / batch,
+                "down_bytes_per_sample": len(frame_down) / batch,
+            }
+        entry["int8_reduction_vs_fp32"] = (
+            entry["fp32"]["up_bytes_per_sample"] / entry["int8"]["up_bytes_per_sample"]
+        )
+        report[name] = entry
+    return report
+
+
+def aes_throughput(megabytes: int = 8, repeats: int = 5) -> dict[str, float]:
+    """MB/s of seal + open of one frame of ``megabytes`` fp32 values."""
+    values = np.random.default_rng(0).normal(size=megabytes * 2**18).astype(np.float32)
+    result = {}
+    for encrypted in (True, False):
+        best = float("inf")
+        for _ in range(repeats):
+            sender, receiver = _channels(encrypted)
+            start = time.perf_counter()
+            receiver.open(sender.seal({"x": values}, CTX), CTX)
+            best = min(best, time.perf_counter() - start)
+        result["encrypted" if encrypted else "plain"] = megabytes / best
+    return result
+
+
+def step_share(task_name: str, batch: int, steps: int = 30) -> dict[str, float]:
+    """Seconds of one in-process split step with and without the sealed channel."""
+    task = get_task(task_name)
+    if task_name == "digits-cnn":
+        data = task.load_client_data(
+            "digits", PartitionSpec("iid", 1, 0), 0, Path("."), False
+        ).train
+    else:  # random CIFAR-sized data: only the timing matters here
+        from edgecloud.data.arrays import LabeledArrays
+
+        rng = np.random.default_rng(0)
+        data = LabeledArrays(
+            rng.integers(0, 256, (batch * 4, 3, 32, 32), dtype=np.uint8),
+            rng.integers(0, 10, batch * 4).astype(np.int64),
+            10,
+        )
+    seconds = {}
+    for encrypted in (False, True):
+        torch.manual_seed(0)
+        model = task.build_model()
+        schedule = batch_schedule(len(data), batch, 100, 0)[:steps]
+        device = DeviceSide(
+            task, model.front, make_optimizer(model.front, 0.01, 0.9), data, schedule
+        )
+        server = ServerSide(model.back, make_optimizer(model.back, 0.01, 0.9), model)
+        up_send, up_recv = _channels(encrypted)
+        down_send, down_recv = up_recv, up_send  # server -> client, same session
+        start = time.perf_counter()
+        for step in range(len(schedule)):
+            a, y = device.activations(step)
+            got = up_recv.open(up_send.seal({"activations": a, "labels": y}, CTX), CTX)
+            grad, _ = server.loss_step(got["activations"], got["labels"])
+            back = down_recv.open(down_send.seal({"grad": grad}, CTX), CTX)
+            device.apply_gradient(step, back["grad"])
+        seconds["encrypted" if encrypted else "plain"] = (
+            time.perf_counter() - start
+        ) / len(schedule)
+    seconds["encryption_share"] = (seconds["encrypted"] - seconds["plain"]) / seconds[
+        "encrypted"
+    ]
+    return seconds
+
+
+def accuracy_int8_vs_fp32(rounds: int, work: Path) -> dict[str, Any]:
+    """Final test accuracy of SplitFed-v1 with fp32 and int8 channels (10 clients)."""
+    shared = {
+        "strategy": "splitfed-v1",
+        "num-server-rounds": rounds,
+        "partitioning": "dirichlet",
+        "dirichlet-alpha": 0.5,
+    }
+    runs = {
+        c: {"channel-codec": c, "output-dir": str(work / f"acc-{c}")}
+        for c in ("fp32", "int8")
+    }
+    errors = run_local_simulations(runs, shared=shared, num_supernodes=10)
+    result: dict[str, Any] = {}
+    for codec in runs:
+        if errors[codec] is not None:
+            raise RuntimeError(f"{codec} run failed: {errors[codec]!r}")
+        history = json.loads((work / f"acc-{codec}" / "results.json").read_text())
+        last = history["rounds"][-1]
+        result[codec] = {
+            "final_accuracy": last["central_accuracy"],
+            "bytes_up": sum(r["bytes_up"] for r in history["rounds"]),
+            "seconds": sum(r["seconds"] for r in history["rounds"]),
+            "exchanges": sum(r["extra"].get("exchanges", 0) for r in history["rounds"]),
+        }
+    result["accuracy_drop_points"] = 100 * (
+        result["fp32"]["final_accuracy"] - result["int8"]["final_accuracy"]
+    )
+    return result
+
+
+def seconds_per_step(work: Path, deployment: bool) -> dict[str, Any]:
+    """Seconds per exchange of one SplitFed-v1 round with 2 clients (batch 128)."""
+    overrides = {
+        "strategy": "splitfed-v1",
+        "num-server-rounds": 1,
+        "local-epochs": 1,
+        "batch-size": 128,
+    }
+    result: dict[str, Any] = {}
+    errors = run_local_simulations(
+        {"sim": {"output-dir": str(work / "sps-sim")}},
+        shared=overrides,
+        num_supernodes=2,
+    )
+    if errors["sim"] is not None:
+        raise RuntimeError(repr(errors["sim"]))
+    result["simulation"] = _per_exchange(work / "sps-sim")
+    if deployment:
+        env = flwr_env(work / "flwr_home")
+        federation = start_local_federation(work / "deploy", env, num_supernodes=2)
+        try:
+            config = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+            run_id = submit_run(
+                PROJECT_DIR,
+                federation.connection,
+                env,
+                f'{config} output-dir="{work / "sps-deploy"}"',
+            )
+            status = wait_for_run(
+                run_id, federation.connection, env, timeout=1200, stream_logs=False
+            )
+            if status["status"] != FINISHED_COMPLETED:
+                raise RuntimeError(f"deployment run ended {status}")
+        finally:
+            federation.stop()
+        result["deployment"] = _per_exchange(work / "sps-deploy")
+        result["ratio"] = (
+            result["deployment"]["seconds_per_step"]
+            / result["simulation"]["seconds_per_step"]
+        )
+    return result
+
+
+def _per_exchange(output_dir: Path) -> dict[str, float]:
+    record = json.loads((output_dir / "results.json").read_text())["rounds"][-1]
+    exchanges = record["extra"]["exchanges"]
+    return {
+        "round_seconds": record["seconds"],
+        "exchanges": exchanges,
+        "seconds_per_step": record["seconds"] / exchanges,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--skip-deployment", action="store_true")
+    args = parser.parse_args()
+    report: dict[str, Any] = {"machine": platform.platform(), "time": time.time()}
+    with console.status("bytes per sample"):
+        report["bytes"] = bytes_per_sample()
+    with console.status("AES-GCM throughput and step share"):
+        report["aes_mb_per_s"] = aes_throughput()
+        report["step"] = {
+            "digits-cnn (batch 16)": step_share("digits-cnn", 16),
+            "cifar10-cnn (batch 32)": step_share("cifar10-cnn", 32),
+        }
+    with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
+        with console.status(
+            f"SplitFed-v1 fp32 vs int8, 10 clients, {args.rounds} rounds"
+        ):
+            report["accuracy"] = accuracy_int8_vs_fp32(args.rounds, Path(tmp))
+        with console.status("seconds per step: simulation / loopback deployment"):
+            report["seconds_per_step"] = seconds_per_step(
+                Path(tmp), not args.skip_deployment
+            )
+    _print(report)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "split_channel.json").write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {OUT / 'split_channel.json'}")
+
+
+def _print(report: dict[str, Any]) -> None:
+    table = Table(title="bytes per sample on the wire (sealed frames, batch 32)")
+    for column in (
+        "task",
+        "raw input",
+        "FedAvg update/sample",
+        "fp32 up/down",
+        "fp16 up/down",
+        "bf16 up/down",
+        "int8 up/down",
+        "int8 vs fp32",
+    ):
+        table.add_column(column, justify="right")
+    for name, e in report["bytes"].items():
+        table.add_row(
+            name,
+            f"{e['raw_input_bytes_per_sample']}",
+            f"{e['fedavg_update_bytes_per_sample']:.0f}",
+            *(
+                f"{e[c]['up_bytes_per_sample']:.0f}/{e[c]['down_bytes_per_sample']:.0f}"
+                for c in ("fp32", "fp16", "bf16", "int8")
+            ),
+            f"{e['int8_reduction_vs_fp32']:.2f}x",
+        )
+    console.print(table)
+    aes = report["aes_mb_per_s"]
+    console.print(
+        f"AES-256-GCM seal+open: {aes['encrypted']:.0f} MB/s "
+        f"(unencrypted framing {aes['plain']:.0f} MB/s)"
+    )
+    for name, s in report["step"].items():
+        console.print(
+            f"{name}: step {s['plain'] * 1000:.2f} ms plain, "
+            f"{s['encrypted'] * 1000:.2f} ms encrypted -> encryption "
+            f"{100 * s['encryption_share']:.1f} % of the step (target <= 5 %)"
+        )
+    acc = report["accuracy"]
+    console.print(
+        f"SplitFed-v1 digits-cnn: fp32 {acc['fp32']['final_accuracy']:.4f}, int8 "
+        f"{acc['int8']['final_accuracy']:.4f} -> drop "
+        f"{acc['accuracy_drop_points']:.2f} points (target <= 1); uplink "
+        f"{acc['fp32']['bytes_up'] / acc['int8']['bytes_up']:.2f}x smaller"
+    )
+    sps = report["seconds_per_step"]
+    line = f"seconds per step: simulation {sps['simulation']['seconds_per_step']:.3f} s"
+    if "deployment" in sps:
+        line += (
+            f", loopback deployment {sps['deployment']['seconds_per_step']:.2f} s "
+            f"({sps['ratio']:.0f}x)"
+        )
+    console.print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Split compute in-process: exact against unsplit training, BatchNorm included."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgecloud.data.arrays import LabeledArrays
+from edgecloud.data.partitioning import PartitionSpec
+from edgecloud.tasks import SplitModel, get_task
+from edgecloud.tasks.split_steps import (
+    DeviceSide,
+    ServerSide,
+    batch_schedule,
+    load_optimizer_state,
+    make_optimizer,
+    optimizer_state,
+    ushaped_parts,
+)
+
+
+def _centralised(model: nn.Module, task, data, schedule) -> None:  # type: ignore[no-untyped-def]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for rows in schedule:
+        x = task.preprocess(torch.from_numpy(data.features[rows]))
+        loss = nn.functional.cross_entropy(
+            model(x), torch.from_numpy(data.labels[rows])
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def _assert_same(a: nn.Module, b: nn.Module) -> None:
+    for (name, x), (_, y) in zip(
+        a.state_dict().items(), b.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("ushaped", [False, True], ids=["split", "u-shaped"])
+def test_digits_protocol_order_reproduces_centralised_training(ushaped: bool) -> None:
+    # Prepare
+    task = get_task("digits-cnn")
+    data = task.load_client_data(
+        "digits", PartitionSpec("iid", 1, 0), 0, Path("."), False
+    ).train
+    torch.manual_seed(0)
+    model = task.build_model()
+    assert isinstance(model, SplitModel)
+    reference = copy.deepcopy(model)
+    schedule = batch_schedule(len(data), 16, 2, seed=5)
+    _centralised(reference, task, data, schedule)
+
+    # Execute: the message order of the protocol, in-process
+    if ushaped:
+        front, middle, head = ushaped_parts(model)
+        device = DeviceSide(
+            task,
+            front,
+            make_optimizer(front, 0.05, 0.9),
+            data,
+            schedule,
+            head,
+            make_optimizer(head, 0.05, 0.9),
+        )
+        server = ServerSide(middle, make_optimizer(middle, 0.05, 0.9), model)
+        for step in range(len(schedule)):
+            a, _ = device.activations(step)
+            grad_middle, _ = device.head_step(step, server.forward(a))
+            device.apply_gradient(step, server.backward_step(a, grad_middle))
+    else:
+        device = DeviceSide(
+            task, model.front, make_optimizer(model.front, 0.05, 0.9), data, schedule
+        )
+        server = ServerSide(model.back, make_optimizer(model.back, 0.05, 0.9), model)
+        for step in range(len(schedule)):
+            a, y = device.activations(step)
+            grad, _ = server.loss_step(a, y)
+            device.apply_gradient(step, grad)
+
+    # Assert
+    _assert_same(model, reference)
+
+
+def test_resnet18_batchnorm_statistics_are_updated_once_per_step() -> None:
+    # Prepare: the recomputation must not move BatchNorm running statistics again
+    task = get_task("resnet18-cifar10")
+    rng = np.random.default_rng(0)
+    data = LabeledArrays(
+        rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8),
+        rng.integers(0, 10, 16).astype(np.int64),
+        10,
+    )
+    torch.manual_seed(0)
+    model = task.build_model()
+    reference = copy.deepcopy(model)
+    schedule = batch_schedule(len(data), 8, 1, seed=1)
+    _centralised(reference, task, data, schedule)
+
+    # Execute
+    device = DeviceSide(
+        task, model.front, make_optimizer(model.front, 0.05, 0.9), data, schedule
+    )
+    server = ServerSide(model.back, make_optimizer(model.back, 0.05, 0.9), model)
+    for step in range(len(schedule)):
+        a, y = device.activations(step)
+        grad, _ = server.loss_step(a, y)
+        device.apply_gradient(step, grad)
+
+    # Assert (running_mean/var and num_batches_tracked included)
+    _assert_same(model, reference)
+
+
+def test_optimizer_state_round_trips_and_rejects_mismatches() -> None:
+    # Prepare
+    layer = nn.Linear(3, 2)
+    optimizer = make_optimizer(layer, 0.1, 0.9)
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    buffers = optimizer_state(optimizer)
+    fresh = make_optimizer(layer, 0.1, 0.9)
+
+    # Execute
+    load_optimizer_state(fresh, buffers)
+
+    # Assert
+    assert optimizer_state(fresh).keys() == buffers.keys()
+    with pytest.raises(ValueError, match="does not fit"):
+        load_optimizer_state(fresh, {"0": np.zeros((5, 5), dtype=np.float32)})
+
+
+def test_gradient_of_the_wrong_shape_is_refused() -> None:
+    task = get_task("digits-cnn")
+    data = task.load_client_data(
+        "digits", PartitionSpec("iid", 1, 0), 0, Path("."), False
+    ).train
+    model = task.build_model()
+    device = DeviceSide(
+        task,
+        model.front,
+        make_optimizer(model.front, 0.1, 0.0),
+        data,
+        batch_schedule(len(data), 16, 1, 0),
+    )
+    with pytest.raises(ValueError, match="gradient shape"):
+        device.apply_gradient(0, np.zeros((16, 511), dtype=np.float32))
+
+
+def test_ushaped_needs_a_sequential_cloud_part() -> None:
+    with pytest.raises(TypeError, match=r"nn\.Sequential"):
+        ushaped_parts(SplitModel(nn.Identity(), nn.Linear(2, 2)))
