@@ -9,6 +9,7 @@ from flwr.clientapp import ClientApp
 from torch import nn
 
 from edgecloud import protocol as p
+from edgecloud.client_data import load_node_data
 from edgecloud.client_split import split_step
 from edgecloud.config import NodeConfig, RunConfig
 from edgecloud.strategies import make_dp_client_mod
@@ -36,13 +37,7 @@ def _setup(
     cfg = RunConfig.from_run_config(context.run_config)
     node = NodeConfig.from_node_config(context.node_config)
     task = get_task(cfg.task)
-    data = task.load_client_data(
-        cfg.resolved_dataset,
-        cfg.partition_spec(node.num_partitions),
-        node.partition_id,
-        node.data_path(cfg),
-        cfg.data_download,
-    )
+    data = load_node_data(cfg, node)
     model = task.build_model()
     model.load_state_dict(msg.content.array_records[p.ARRAYS].to_torch_state_dict())
     return cfg, task, data, model

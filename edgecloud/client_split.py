@@ -31,6 +31,7 @@ from edgecloud.channel import (
     SessionKeys,
     weights_digest,
 )
+from edgecloud.client_data import load_node_data
 from edgecloud.config import NodeConfig, RunConfig
 from edgecloud.tasks import SplitModel, get_task
 from edgecloud.tasks.split_steps import (
@@ -72,6 +73,19 @@ def split_step(msg: Message, context: Context) -> Message:
     session, tensors, reply_config = _open_session(
         control, context, frame_context, start
     )
+    if control.get("infer", False):
+        return _split_inference(
+            msg,
+            context,
+            cfg,
+            node,
+            control,
+            session,
+            tensors,
+            reply_config,
+            frame_context,
+            train_id,
+        )
     device, model, keys_on_device, num_examples = _device_side(
         cfg, node, msg, context, rnd, start, ushaped
     )
@@ -116,6 +130,56 @@ def split_step(msg: Message, context: Context) -> Message:
     return Message(content, reply_to=msg)
 
 
+def _split_inference(
+    msg: Message,
+    context: Context,
+    cfg: RunConfig,
+    node: NodeConfig,
+    control: ConfigRecord,
+    session: SecureChannel,
+    tensors: dict[str, Any],
+    reply_config: dict[str, Any],
+    frame_context: FrameContext,
+    train_id: int,
+) -> Message:
+    """Send the validation split's smashed data; score the predictions returned."""
+    ushaped = control["mode"] == "split-ushaped"
+    task = get_task(cfg.task)
+    data = load_node_data(cfg, node).val
+    model = cast(SplitModel, task.build_model())
+    start = bool(control.get("start", False))
+    weights = _device_weights(msg, context, start, device_keys(model, ushaped))
+    model.load_state_dict({k: _tensor(v) for k, v in weights.items()}, strict=False)
+    front, head = device_modules(model, ushaped)
+    device = DeviceSide(
+        task, front, make_optimizer(front, cfg.split_lr, 0.0), data, [], head, None
+    )
+    if start:
+        out = {"activations": device.inference_activations(data)}
+    else:
+        predicted = (
+            device.head_predictions(tensors["middle"])
+            if ushaped
+            else tensors["predictions"]
+        )
+        if predicted.shape != data.labels.shape:
+            raise ChannelError(
+                f"{predicted.shape} predictions for {len(data)} examples"
+            )
+        correct = int((predicted == data.labels).sum())
+        out = {
+            "correct": np.array([correct], dtype=np.int64),
+            "count": np.array([len(data)], dtype=np.int64),
+        }
+    codec = str(control.get("codec", "fp32"))
+    reply_config["frame"] = session.seal(out, frame_context, codec)
+    _save_session(context, session, str(control["mode"]), train_id)
+    context.state[_WEIGHTS] = ArrayRecord(
+        {k: Array(np.ascontiguousarray(v)) for k, v in weights.items()}
+    )
+    return Message(RecordDict({p.SPLIT: ConfigRecord(reply_config)}), reply_to=msg)
+
+
 def _open_session(
     control: ConfigRecord, context: Context, frame_context: FrameContext, start: bool
 ) -> tuple[SecureChannel, dict[str, Any], dict[str, Any]]:
@@ -151,13 +215,7 @@ def _device_side(
 ) -> tuple[DeviceSide, SplitModel, list[str], int]:
     """The device model (weights from the server or from state), optimizer, batches."""
     task = get_task(cfg.task)
-    data = task.load_client_data(
-        cfg.resolved_dataset,
-        cfg.partition_spec(node.num_partitions),
-        node.partition_id,
-        node.data_path(cfg),
-        cfg.data_download,
-    ).train
+    data = load_node_data(cfg, node).train
     model = cast(SplitModel, task.build_model())
     keys_on_device = device_keys(model, ushaped)
     weights = _device_weights(msg, context, start, keys_on_device)
@@ -166,7 +224,7 @@ def _device_side(
     device = DeviceSide(
         task,
         front,
-        make_optimizer(front, cfg.lr, cfg.momentum),
+        make_optimizer(front, cfg.split_lr, cfg.momentum),
         data,
         batch_schedule(
             len(data),
@@ -175,7 +233,7 @@ def _device_side(
             seed=cfg.seed + 7919 * rnd + node.partition_id,
         ),
         head,
-        make_optimizer(head, cfg.lr, cfg.momentum) if head is not None else None,
+        make_optimizer(head, cfg.split_lr, cfg.momentum) if head is not None else None,
     )
     _restore_optimizers(context, device)
     return device, model, keys_on_device, len(data)
@@ -266,6 +324,22 @@ def _save(
     mode: str,
     train_id: int,
 ) -> None:
+    _save_session(context, session, mode, train_id)
+    context.state[_WEIGHTS] = ArrayRecord({k: Array(v) for k, v in trained.items()})
+    buffers = {
+        f"front.{k}": v for k, v in optimizer_state(device.front_optimizer).items()
+    }
+    if device.head_optimizer is not None:
+        buffers |= {
+            f"head.{k}": v for k, v in optimizer_state(device.head_optimizer).items()
+        }
+    context.state[_OPTIMIZER] = ArrayRecord({k: Array(v) for k, v in buffers.items()})
+    context.state[_PROGRESS] = MetricRecord(progress)  # type: ignore[arg-type]
+
+
+def _save_session(
+    context: Context, session: SecureChannel, mode: str, train_id: int
+) -> None:
     keys = session.keys
     context.state[_SESSION] = ConfigRecord(
         {
@@ -278,13 +352,3 @@ def _save(
             "train-id": train_id,
         }
     )
-    context.state[_WEIGHTS] = ArrayRecord({k: Array(v) for k, v in trained.items()})
-    buffers = {
-        f"front.{k}": v for k, v in optimizer_state(device.front_optimizer).items()
-    }
-    if device.head_optimizer is not None:
-        buffers |= {
-            f"head.{k}": v for k, v in optimizer_state(device.head_optimizer).items()
-        }
-    context.state[_OPTIMIZER] = ArrayRecord({k: Array(v) for k, v in buffers.items()})
-    context.state[_PROGRESS] = MetricRecord(progress)  # type: ignore[arg-type]

@@ -141,6 +141,7 @@ class RunConfig:
     channel_codec: str
     channel_error_feedback: bool
     split_sync_interval: int
+    split_lr: float
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Scalar]) -> RunConfig:
@@ -392,6 +393,7 @@ _NUMERIC_BOUNDS: dict[str, _Bounds] = {
     "dp_delta": _OPEN_UNIT,
     "dp_sensitivity": _POSITIVE,
     "split_sync_interval": _AT_LEAST_ONE,
+    "split_lr": _POSITIVE,
 }
 
 

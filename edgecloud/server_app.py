@@ -41,7 +41,7 @@ def main(grid: Grid, context: Context) -> None:
 
     recorder = RunRecorder(cfg.output_path, cfg.to_run_config())
     if cfg.strategy in SPLIT_NAMES:
-        ops = TaskSplitOps(task, cfg.lr, cfg.momentum, test_set, cfg.batch_size)
+        ops = TaskSplitOps(task, cfg.split_lr, cfg.momentum, test_set, cfg.batch_size)
         split = SplitLearning(cfg.split_params(), ops, run_id=context.run_id)
         state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
         split.run(grid, state, recorder, resume=cfg.resume)

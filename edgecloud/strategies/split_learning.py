@@ -74,6 +74,9 @@ class ServerPart(Protocol):
     def backward_step(self, activations: NDArray, grad_out: NDArray) -> NDArray:
         """U-shaped: backpropagate the head's gradient, step, return d / d input."""
 
+    def infer(self, activations: NDArray, predictions: bool) -> NDArray:
+        """Eval-mode inference: predictions, or (U-shaped) the middle's output."""
+
     def full_state(self) -> dict[str, NDArray]:
         """State of the full model this part belongs to."""
 
@@ -200,6 +203,7 @@ class SplitLearning:
         try:
             for rnd in range(first, self.params.num_rounds + 1):
                 recorder.record_round(self._round(grid, rnd), self.global_state, {})
+            self._serve_inference(grid, recorder)
         except BaseException:
             recorder.finish(status="failed")
             raise
@@ -425,6 +429,57 @@ class SplitLearning:
         if self.params.sequential:  # the next client continues from this front
             self.global_state.update(front)
         return _ClientResult(node, front, int(metrics[NUM_EXAMPLES]), metrics, losses)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ inference
+    def _serve_inference(self, grid: Grid, recorder: RunRecorder) -> None:
+        """Seed 000's terminal/cloud flow with the trained model, over the channel.
+
+        Each client sends the smashed data of its validation split; the server
+        answers with predictions (U-shaped: the middle's output, the device head
+        predicts), sealed; the client scores them against labels it never sent.
+        """
+        model = self.ops.new_model(self.global_state)
+        server = self.ops.server_side(model, self.params.ushaped)
+        nodes = sorted(grid.get_node_ids())
+        front = {k: v for k, v in self.global_state.items() if k in self.device_keys}
+        traffic = [0, 0]
+
+        def converse(node: int) -> Conversation:
+            reply = yield _Outgoing({"start": True, "infer": True}, front=front)
+            activations = self._open(node, reply, {"activations": None})["activations"]
+            key = "middle" if self.params.ushaped else "predictions"
+            result = server.infer(activations, predictions=not self.params.ushaped)
+            reply = yield _Outgoing({"infer": True}, {key: result})
+            score = self._open(node, reply, {"correct": (1,), "count": (1,)})
+            count = int(score["count"][0])
+            return _ClientResult(
+                node, {}, count, {"correct": int(score["correct"][0])}, []
+            )
+
+        started = time.perf_counter()
+        scores = self._exchange(grid, 0, {n: converse(n) for n in nodes}, traffic)
+        total = sum(s.num_examples for s in scores)
+        if not total or recorder.history.last is None:
+            return
+        accuracy = sum(int(s.metrics["correct"]) for s in scores) / total
+        log(
+            INFO,
+            "split inference over the channel: accuracy %.4f on %d examples of %d "
+            "clients' validation splits (%d B down, %d B up, %.1f s)",
+            accuracy,
+            total,
+            len(scores),
+            traffic[0],
+            traffic[1],
+            time.perf_counter() - started,
+        )
+        recorder.history.last.extra.update(
+            {
+                "split-inference-accuracy": accuracy,
+                "split-inference-examples": float(total),
+                "split-inference-bytes": float(traffic[0] + traffic[1]),
+            }
+        )
 
     def _server_part(self, node: int) -> ServerPart:
         if self.params.mode == "splitfed-v1":

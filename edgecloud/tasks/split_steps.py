@@ -134,6 +134,23 @@ class DeviceSide:
         x, y = self.inputs(step)
         return self.front(x).numpy(), y.numpy()
 
+    @torch.no_grad()
+    def inference_activations(self, data: LabeledArrays) -> NDArray:
+        """Split inference: ``front(x)`` of every row of ``data`` in eval mode."""
+        self.front.eval()
+        x = self.task.preprocess(torch.from_numpy(np.ascontiguousarray(data.features)))
+        out: NDArray = self.front(x).numpy()
+        return out
+
+    @torch.no_grad()
+    def head_predictions(self, middle_out: NDArray) -> NDArray:
+        """Split inference, U-shaped: class predictions from the middle's output."""
+        if self.head is None:
+            raise ValueError("this device side has no head (not a U-shaped split)")
+        self.head.eval()
+        out: NDArray = self.head(torch.from_numpy(middle_out)).argmax(dim=1).numpy()
+        return out
+
     def apply_gradient(self, step: int, grad: NDArray) -> None:
         """Recompute ``front(x_step)``, backpropagate ``grad`` and take one step.
 
@@ -206,6 +223,14 @@ class ServerSide:
         self.optimizer.step()
         assert a.grad is not None
         return a.grad.numpy(), float(loss.detach())
+
+    @torch.no_grad()
+    def infer(self, activations: NDArray, predictions: bool) -> NDArray:
+        """Split inference in eval mode: class predictions, or (U-shaped) outputs."""
+        self.module.eval()
+        out = self.module(torch.from_numpy(activations))
+        result: NDArray = out.argmax(dim=1).numpy() if predictions else out.numpy()
+        return result
 
     @torch.no_grad()
     def forward(self, activations: NDArray) -> NDArray:

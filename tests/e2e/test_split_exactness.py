@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def _centralised(config: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         "digits", PartitionSpec("iid", 1, config["seed"]), 0, Path("."), False
     ).train
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config["lr"], momentum=config["momentum"]
+        model.parameters(), lr=config["split-lr"], momentum=config["momentum"]
     )
     for rnd in range(1, ROUNDS + 1):
         schedule = batch_schedule(
@@ -69,6 +70,8 @@ def final_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         checkpoint = load_checkpoint(path)
         assert checkpoint.round == ROUNDS
         states[mode] = checkpoint.arrays
+        results = json.loads((root / mode / "results.json").read_text())
+        states[f"{mode}/extra"] = results["rounds"][-1]["extra"]
     return states
 
 
@@ -90,3 +93,15 @@ def test_splitfed_with_one_client_equals_split(
 ) -> None:
     for key, value in final_states["split"].items():
         np.testing.assert_allclose(final_states[mode][key], value, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_trained_model_serves_split_inference_over_the_channel(
+    final_states: dict[str, Any], mode: str
+) -> None:
+    # Assert: the device part on the client, the server part in the ServerApp,
+    # predictions returned sealed and scored on the client's own labels
+    extra = final_states[f"{mode}/extra"]
+    assert extra["split-inference-examples"] > 200
+    assert extra["split-inference-accuracy"] > 0.7
+    assert extra["split-inference-bytes"] > 0

@@ -49,6 +49,11 @@ def test_pyproject_defaults_are_valid(run_config: dict[str, Any]) -> None:
         ("strategy", 3, "TOML strings need quotes"),
         ("lr", float("nan"), "a number in"),
         ("output-dir", "  ", "expected a directory path"),
+        # split learning's channel and schedule
+        ("channel-codec", "zstd", "fp32, fp16, bf16, int8"),
+        ("split-sync-interval", 0, "[1, inf]"),
+        ("split-lr", 0.0, "(0, inf]"),
+        ("channel-encryption", 1, "expected a bool"),
     ],
 )
 def test_invalid_values_are_rejected_with_key_value_and_expectation(
@@ -140,3 +145,14 @@ def test_node_data_dir_overrides_run_config(run_config: dict[str, Any]) -> None:
     # Assert
     assert str(node.data_path(cfg)) == "/srv/data"
     assert NodeConfig(0, 1).data_path(cfg) == cfg.data_path
+
+
+def test_split_learning_refuses_dp_and_update_quantization(
+    run_config: dict[str, Any],
+) -> None:
+    # Prepare
+    run_config.update({"strategy": "splitfed-v1", "dp-mode": "server-fixed"})
+
+    # Execute / Assert
+    with pytest.raises(ConfigError, match="split learning does not combine"):
+        RunConfig.from_run_config(run_config)
