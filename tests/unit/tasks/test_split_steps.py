@@ -156,3 +156,60 @@ def test_gradient_of_the_wrong_shape_is_refused() -> None:
 def test_ushaped_needs_a_sequential_cloud_part() -> None:
     with pytest.raises(TypeError, match=r"nn\.Sequential"):
         ushaped_parts(SplitModel(nn.Identity(), nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("ushaped", [False, True], ids=["split", "u-shaped"])
+@pytest.mark.parametrize("name", ["digits-cnn", "cifar10-cnn", "resnet18-cifar10"])
+def test_every_task_with_a_cut_point_trains_in_both_shapes(
+    name: str, ushaped: bool
+) -> None:
+    # Prepare: random data of the task's input shape (only the plumbing matters)
+    task = get_task(name)
+    rng = np.random.default_rng(0)
+    shape = (8, 1, 8, 8) if name == "digits-cnn" else (8, 3, 32, 32)
+    features = (
+        rng.random(shape).astype(np.float32)
+        if name == "digits-cnn"
+        else rng.integers(0, 256, shape, dtype=np.uint8)
+    )
+    data = LabeledArrays(features, rng.integers(0, 10, 8).astype(np.int64), 10)
+    torch.manual_seed(0)
+    model = task.build_model()
+    before = copy.deepcopy(model.state_dict())
+    schedule = batch_schedule(8, 4, 1, seed=0)
+    if ushaped:
+        front, middle, head = ushaped_parts(model)
+        device = DeviceSide(
+            task,
+            front,
+            make_optimizer(front, 0.01, 0.9),
+            data,
+            schedule,
+            head,
+            make_optimizer(head, 0.01, 0.9),
+        )
+        server = ServerSide(middle, make_optimizer(middle, 0.01, 0.9), model)
+    else:
+        device = DeviceSide(
+            task, model.front, make_optimizer(model.front, 0.01, 0.9), data, schedule
+        )
+        server = ServerSide(model.back, make_optimizer(model.back, 0.01, 0.9), model)
+
+    # Execute
+    for step in range(len(schedule)):
+        a, y = device.activations(step)
+        if ushaped:
+            grad_middle, loss = device.head_step(step, server.forward(a))
+            device.apply_gradient(step, server.backward_step(a, grad_middle))
+        else:
+            grad, loss = server.loss_step(a, y)
+            device.apply_gradient(step, grad)
+
+    # Assert: every part moved, the loss is finite
+    assert np.isfinite(loss)
+    changed = {
+        k.split(".")[0]
+        for k, v in model.state_dict().items()
+        if v.dtype.is_floating_point and not torch.equal(v, before[k])
+    }
+    assert changed == {"front", "back"}
