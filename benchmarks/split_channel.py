@@ -52,7 +52,7 @@ from edgecloud.tasks.split_steps import (
 
 OUT = Path(__file__).resolve().parent / "results"
 CTX = FrameContext(1, 1, "train.split_step", 1, 1)
-console = Console()
+console = Console(width=120)
 
 
 def _channels(encrypted: bool) -> tuple[SecureChannel, SecureChannel]:

@@ -27,7 +27,7 @@ from edgecloud.local_simulation import run_local_simulations
 from edgecloud.results.report import human_bytes
 
 STRATEGIES = ("fedavg", "split", "split-ushaped", "splitfed-v1", "splitfed-v2")
-console = Console()
+console = Console(width=120)
 
 
 def main() -> None:
@@ -42,6 +42,11 @@ def main() -> None:
     parser.add_argument("--codec", default="fp32")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="redo the table and plots from the results already in --out",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "compare_split"
     )
     args = parser.parse_args()
@@ -55,10 +60,13 @@ def main() -> None:
         "channel-codec": args.codec,
     }
     runs = {n: {"strategy": n, "output-dir": str(args.out / n)} for n in names}
-    with console.status(f"running {', '.join(names)} on {args.num_supernodes} clients"):
-        errors = run_local_simulations(
-            runs, shared=shared, num_supernodes=args.num_supernodes
-        )
+    errors: dict[str, Exception | None] = dict.fromkeys(names)
+    if not args.plot_only:
+        status = f"running {', '.join(names)} on {args.num_supernodes} clients"
+        with console.status(status):
+            errors = run_local_simulations(
+                runs, shared=shared, num_supernodes=args.num_supernodes
+            )
     histories = {}
     for name in names:
         if errors[name] is not None:
@@ -132,8 +140,8 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> None:
     for x_key, label, name in (
         ("round", "server round", "accuracy_vs_round.png"),
         (
-            "cumulative_bytes",
-            "bytes on the wire (up + down, cumulative)",
+            "cumulative_mib",
+            "MiB on the wire (up + down, cumulative, log scale)",
             "accuracy_vs_bytes.png",
         ),
         (
@@ -145,14 +153,22 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> None:
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
         for strategy in dict.fromkeys(r["strategy"] for r in rows):
             points = [r for r in rows if r["strategy"] == strategy]
+            if (
+                x_key == "cumulative_mib"
+            ):  # round 0 sent nothing: no point on a log axis
+                points = [
+                    {**p, "cumulative_mib": p["cumulative_bytes"] / 2**20}
+                    for p in points
+                    if p["round"] > 0
+                ]
             ax.plot(
                 [p[x_key] for p in points],
                 [p["accuracy"] for p in points],
                 marker="o",
                 label=strategy,
             )
-        if x_key == "cumulative_bytes":
-            ax.set_xscale("symlog")
+        if x_key == "cumulative_mib":
+            ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (global model)")
         ax.set_ylim(0, 1)
