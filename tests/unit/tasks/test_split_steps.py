@@ -44,6 +44,37 @@ def _assert_same(a: nn.Module, b: nn.Module) -> None:
         torch.testing.assert_close(x, y, rtol=0, atol=1e-5, msg=name)
 
 
+def _protocol(task, model, data, schedule, ushaped: bool, lr: float) -> float:  # type: ignore[no-untyped-def]
+    """Train ``model`` in the message order of the split protocol; return last loss."""
+    loss = float("nan")
+    if ushaped:
+        front, middle, head = ushaped_parts(model)
+        device = DeviceSide(
+            task,
+            front,
+            make_optimizer(front, lr, 0.9),
+            data,
+            schedule,
+            head,
+            make_optimizer(head, lr, 0.9),
+        )
+        server = ServerSide(middle, make_optimizer(middle, lr, 0.9), model)
+        for step in range(len(schedule)):
+            a, _ = device.activations(step)
+            grad_middle, loss = device.head_step(step, server.forward(a))
+            device.apply_gradient(step, server.backward_step(a, grad_middle))
+        return loss
+    device = DeviceSide(
+        task, model.front, make_optimizer(model.front, lr, 0.9), data, schedule
+    )
+    server = ServerSide(model.back, make_optimizer(model.back, lr, 0.9), model)
+    for step in range(len(schedule)):
+        a, y = device.activations(step)
+        grad, loss = server.loss_step(a, y)
+        device.apply_gradient(step, grad)
+    return loss
+
+
 @pytest.mark.parametrize("ushaped", [False, True], ids=["split", "u-shaped"])
 def test_digits_protocol_order_reproduces_centralised_training(ushaped: bool) -> None:
     # Prepare
@@ -59,31 +90,7 @@ def test_digits_protocol_order_reproduces_centralised_training(ushaped: bool) ->
     _centralised(reference, task, data, schedule)
 
     # Execute: the message order of the protocol, in-process
-    if ushaped:
-        front, middle, head = ushaped_parts(model)
-        device = DeviceSide(
-            task,
-            front,
-            make_optimizer(front, 0.05, 0.9),
-            data,
-            schedule,
-            head,
-            make_optimizer(head, 0.05, 0.9),
-        )
-        server = ServerSide(middle, make_optimizer(middle, 0.05, 0.9), model)
-        for step in range(len(schedule)):
-            a, _ = device.activations(step)
-            grad_middle, _ = device.head_step(step, server.forward(a))
-            device.apply_gradient(step, server.backward_step(a, grad_middle))
-    else:
-        device = DeviceSide(
-            task, model.front, make_optimizer(model.front, 0.05, 0.9), data, schedule
-        )
-        server = ServerSide(model.back, make_optimizer(model.back, 0.05, 0.9), model)
-        for step in range(len(schedule)):
-            a, y = device.activations(step)
-            grad, _ = server.loss_step(a, y)
-            device.apply_gradient(step, grad)
+    _protocol(task, model, data, schedule, ushaped, lr=0.05)
 
     # Assert
     _assert_same(model, reference)
@@ -105,14 +112,7 @@ def test_resnet18_batchnorm_statistics_are_updated_once_per_step() -> None:
     _centralised(reference, task, data, schedule)
 
     # Execute
-    device = DeviceSide(
-        task, model.front, make_optimizer(model.front, 0.05, 0.9), data, schedule
-    )
-    server = ServerSide(model.back, make_optimizer(model.back, 0.05, 0.9), model)
-    for step in range(len(schedule)):
-        a, y = device.activations(step)
-        grad, _ = server.loss_step(a, y)
-        device.apply_gradient(step, grad)
+    _protocol(task, model, data, schedule, ushaped=False, lr=0.05)
 
     # Assert (running_mean/var and num_batches_tracked included)
     _assert_same(model, reference)
@@ -177,33 +177,9 @@ def test_every_task_with_a_cut_point_trains_in_both_shapes(
     model = task.build_model()
     before = copy.deepcopy(model.state_dict())
     schedule = batch_schedule(8, 4, 1, seed=0)
-    if ushaped:
-        front, middle, head = ushaped_parts(model)
-        device = DeviceSide(
-            task,
-            front,
-            make_optimizer(front, 0.01, 0.9),
-            data,
-            schedule,
-            head,
-            make_optimizer(head, 0.01, 0.9),
-        )
-        server = ServerSide(middle, make_optimizer(middle, 0.01, 0.9), model)
-    else:
-        device = DeviceSide(
-            task, model.front, make_optimizer(model.front, 0.01, 0.9), data, schedule
-        )
-        server = ServerSide(model.back, make_optimizer(model.back, 0.01, 0.9), model)
 
     # Execute
-    for step in range(len(schedule)):
-        a, y = device.activations(step)
-        if ushaped:
-            grad_middle, loss = device.head_step(step, server.forward(a))
-            device.apply_gradient(step, server.backward_step(a, grad_middle))
-        else:
-            grad, loss = server.loss_step(a, y)
-            device.apply_gradient(step, grad)
+    loss = _protocol(task, model, data, schedule, ushaped, lr=0.01)
 
     # Assert: every part moved, the loss is finite
     assert np.isfinite(loss)
