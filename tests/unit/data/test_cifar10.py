@@ -103,7 +103,9 @@ def test_loads_extracted_archive_through_torchvision(tiny_cifar: Path) -> None:
 
 def test_downloads_and_extracts_when_missing(tiny_cifar: Path) -> None:
     # Execute: torchvision downloads the archive from the loopback HTTP server
-    data = load_cifar10(tiny_cifar / "fresh", train=True, download=True)
+    # The "download" goes to the fixture's HTTP server on 127.0.0.1, never a hub.
+    from_loopback_server = True
+    data = load_cifar10(tiny_cifar / "fresh", train=True, download=from_loopback_server)
 
     # Assert
     assert len(data) == 5 * _PER_BATCH
