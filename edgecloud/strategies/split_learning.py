@@ -177,7 +177,6 @@ class SplitLearning:
         self._local_fronts = False  # SplitFed between syncs: clients keep their own
         self._sessions: dict[int, SecureChannel] = {}
         self._round_index = self._exchange_index = 0
-        self._exchanges_round = self._exchanges_in_round = 0
 
     # ----------------------------------------------------------------- loop
     def run(
@@ -213,7 +212,7 @@ class SplitLearning:
         started = time.perf_counter()
         nodes = self._sample(grid, rnd)
         log(INFO, "[%s round %d] clients %s", self.params.mode, rnd, nodes)
-        traffic = [0, 0]  # bytes down, bytes up
+        traffic = [0, 0, 0]  # bytes down, bytes up, exchanges
         results: list[_ClientResult] = []
         if self.params.sequential:
             for node in nodes:  # each client starts from the previous client's front
@@ -238,7 +237,7 @@ class SplitLearning:
             central_accuracy=central_accuracy,
         )
         record.seconds = time.perf_counter() - started
-        record.extra = {"exchanges": float(self._exchanges_in_round)}
+        record.extra = {"exchanges": float(traffic[2])}
         return record
 
     def _sample(self, grid: Grid, rnd: int) -> list[int]:
@@ -270,8 +269,6 @@ class SplitLearning:
             for node in conversations
         }
         self._round_index, self._exchange_index = rnd, 0
-        if self._exchanges_round != rnd:  # sequential modes call this once per client
-            self._exchanges_round, self._exchanges_in_round = rnd, 0
         pending = {node: next(conv) for node, conv in conversations.items()}
         results: list[_ClientResult] = []
         while pending:
@@ -327,7 +324,7 @@ class SplitLearning:
                     self._copies.pop(node, None)  # a SplitFed-v1 copy it half-trained
             pending = following
             self._exchange_index += 1
-            self._exchanges_in_round += 1
+            traffic[2] += 1
         return results
 
     def _context(self, node: int) -> FrameContext:
@@ -442,7 +439,7 @@ class SplitLearning:
         server = self.ops.server_side(model, self.params.ushaped)
         nodes = sorted(grid.get_node_ids())
         front = {k: v for k, v in self.global_state.items() if k in self.device_keys}
-        traffic = [0, 0]
+        traffic = [0, 0, 0]  # bytes down, bytes up, exchanges
 
         def converse(node: int) -> Conversation:
             reply = yield _Outgoing({"start": True, "infer": True}, front=front)

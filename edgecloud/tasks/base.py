@@ -105,6 +105,8 @@ class Task(ABC):
 
     name: ClassVar[str]
     datasets: ClassVar[tuple[str, ...]]
+    # True if build_model() returns a SplitModel (a cut point for split learning).
+    splittable: ClassVar[bool] = False
 
     @abstractmethod
     def build_model(self) -> nn.Module:

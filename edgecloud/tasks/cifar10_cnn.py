@@ -24,6 +24,7 @@ class Cifar10Cnn(Task):
 
     name: ClassVar[str] = "cifar10-cnn"
     datasets: ClassVar[tuple[str, ...]] = ("cifar10",)
+    splittable: ClassVar[bool] = True
 
     def build_model(self) -> SplitModel:
         """Seed 000's terminal model (front) and cloud model (back)."""

@@ -24,6 +24,7 @@ class DigitsCnn(Task):
 
     name: ClassVar[str] = "digits-cnn"
     datasets: ClassVar[tuple[str, ...]] = ("digits",)
+    splittable: ClassVar[bool] = True
 
     def build_model(self) -> SplitModel:
         """Conv front ``(B, 1, 8, 8) -> (B, 512)``, FC back ``(B, 512) -> (B, 10)``."""

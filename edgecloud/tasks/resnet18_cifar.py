@@ -29,6 +29,7 @@ class Resnet18Cifar(Task):
 
     name: ClassVar[str] = "resnet18-cifar10"
     datasets: ClassVar[tuple[str, ...]] = ("cifar10",)
+    splittable: ClassVar[bool] = True
 
     def build_model(self) -> SplitModel:
         """ResNet-18 of torchvision (10 classes), CIFAR stem, cut after layer2."""

@@ -11,6 +11,7 @@ import torch
 from edgecloud.data.partitioning import PartitionSpec
 from edgecloud.tasks import (
     TASKS,
+    SplitModel,
     TrainSettings,
     get_task,
     load_numpy_state,
@@ -123,3 +124,10 @@ def test_initial_loss_is_the_loss_of_the_received_model() -> None:
 
     # Assert
     assert result.initial_loss == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_splittable_flag_matches_the_model(name: str) -> None:
+    # The config trusts the flag instead of building the model on every parse.
+    task = get_task(name)
+    assert task.splittable == isinstance(task.build_model(), SplitModel)
