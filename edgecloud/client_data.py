@@ -14,4 +14,5 @@ def load_node_data(cfg: RunConfig, node: NodeConfig) -> ClientData:
         node.partition_id,
         node.data_path(cfg),
         cfg.data_download,
+        node.cameras,
     )

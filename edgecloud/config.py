@@ -18,7 +18,12 @@ from pathlib import Path
 from edgecloud.channel import CODECS
 from edgecloud.data.partitioning import PartitionSpec
 from edgecloud.exceptions import ConfigError
-from edgecloud.protocol import NODE_DATA_DIR, NODE_NUM_PARTITIONS, NODE_PARTITION_ID
+from edgecloud.protocol import (
+    NODE_CAMERAS,
+    NODE_DATA_DIR,
+    NODE_NUM_PARTITIONS,
+    NODE_PARTITION_ID,
+)
 from edgecloud.strategies import (
     SPLIT_NAMES,
     STRATEGY_NAMES,
@@ -30,7 +35,7 @@ from edgecloud.tasks import TASKS
 
 Scalar = bool | int | float | str
 
-PARTITIONINGS = ("iid", "dirichlet", "shards")
+PARTITIONINGS = ("iid", "dirichlet", "shards", "by-camera")
 DP_MODES = (
     "none",
     "server-fixed",
@@ -272,6 +277,12 @@ class RunConfig:
         datasets = TASKS[self.task].datasets
         _choice("dataset", self.dataset, (AUTO_DATASET, *datasets))
         _choice("partitioning", self.partitioning, PARTITIONINGS)
+        if self.partitioning == "by-camera" and not TASKS[self.task].has_cameras:
+            with_cameras = [name for name, task in TASKS.items() if task.has_cameras]
+            raise ConfigError(
+                f"run-config key 'partitioning' has value 'by-camera' but task "
+                f"{self.task!r} has no cameras; expected a task among {with_cameras}"
+            )
         _choice("dp-mode", self.dp_mode, DP_MODES)
         _choice("channel-codec", self.channel_codec, CODECS)
         if self.strategy in SPLIT_NAMES:
@@ -354,6 +365,30 @@ def _check_type(key: str, value: object, annotation: object) -> Scalar:
     return value  # type: ignore[return-value]
 
 
+def _parse_cameras(value: Scalar | None) -> tuple[int, ...] | None:
+    """Node config ``cameras``: an int or a string of comma-separated ints."""
+    if value is None:
+        return None
+    problem = (
+        f"node config key '{NODE_CAMERAS}' has value {value!r}; expected camera ids "
+        "as an int or a quoted comma-separated list such as '0,3'"
+    )
+    if isinstance(value, bool):
+        raise ConfigError(problem)
+    if isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        try:
+            items = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(problem) from None
+    else:
+        raise ConfigError(problem)
+    if not items or min(items) < 0 or len(set(items)) != len(items):
+        raise ConfigError(problem + " (non-negative, no duplicates, at least one)")
+    return tuple(items)
+
+
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(
@@ -406,12 +441,15 @@ class NodeConfig:
     Simulation injects ``partition-id`` and ``num-partitions``; a real SuperNode
     must be started with them, e.g.
     ``--node-config "partition-id=0 num-partitions=2 data-dir='/data'"``.
-    ``data-dir`` (optional) overrides the run config's ``data-dir`` on that node.
+    ``data-dir`` (optional) overrides the run config's ``data-dir`` on that node;
+    ``cameras`` (optional, testbed tasks) gives the node its own camera ids, e.g.
+    ``--node-config "partition-id=0 num-partitions=2 cameras='0,3'"``.
     """
 
     partition_id: int
     num_partitions: int
     data_dir: str | None = None
+    cameras: tuple[int, ...] | None = None
 
     @classmethod
     def from_node_config(cls, node_config: Mapping[str, Scalar]) -> NodeConfig:
@@ -448,7 +486,12 @@ class NodeConfig:
                 f"node config key '{NODE_DATA_DIR}' has value {data_dir!r}; expected "
                 "a quoted path string"
             )
-        return cls(partition_id=pid, num_partitions=num, data_dir=data_dir)
+        return cls(
+            partition_id=pid,
+            num_partitions=num,
+            data_dir=data_dir,
+            cameras=_parse_cameras(node_config.get(NODE_CAMERAS)),
+        )
 
     def data_path(self, run_config: RunConfig) -> Path:
         """The node's ``data-dir`` if set, else the run config's (``~`` expanded)."""

@@ -30,6 +30,7 @@ QUANT_SCALES = "scales"
 NODE_PARTITION_ID = "partition-id"
 NODE_NUM_PARTITIONS = "num-partitions"
 NODE_DATA_DIR = "data-dir"
+NODE_CAMERAS = "cameras"  # testbed tasks: this node's camera ids, e.g. "0,3"
 
 # Split learning (strategies/split_learning.py <-> client_app.split_step).
 MSG_SPLIT_STEP = "train.split_step"

@@ -15,7 +15,7 @@ from flwr_datasets.partitioner import (
     ShardPartitioner,
 )
 
-METHODS = ("iid", "dirichlet", "shards")
+METHODS = ("iid", "dirichlet", "shards", "by-camera")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,9 @@ class PartitionSpec:
     method : str
         ``"iid"``, ``"dirichlet"`` (label proportions drawn from Dir(alpha)) or
         ``"shards"`` (sorted by label, each client gets ``shards_per_partition``
-        shards, as in McMahan et al. 2017).
+        shards, as in McMahan et al. 2017) or ``"by-camera"`` (every client gets
+        whole cameras of a testbed: natural non-IID domains, see
+        :func:`partition_by_group`).
     num_partitions : int
         Number of clients.
     seed : int
@@ -64,6 +66,11 @@ def partition_indices(
     Only the labels go into the HF ``Dataset`` the partitioner sees (plus a row
     index column), so partitioning 50 000 CIFAR-10 images costs milliseconds.
     """
+    if spec.method == "by-camera":
+        raise ValueError(
+            "partitioning 'by-camera' needs a camera id per example; expected a "
+            "testbed dataset (use partition_by_group)"
+        )
     if spec.num_partitions > len(labels):
         raise ValueError(
             f"cannot split {len(labels)} examples into {spec.num_partitions} "
@@ -82,6 +89,31 @@ def partition_indices(
             np.asarray(partitioner.load_partition(pid)["row"], dtype=np.int64)
             for pid in range(spec.num_partitions)
         ]
+
+
+def partition_by_group(
+    groups: npt.NDArray[np.int64], spec: PartitionSpec
+) -> list[npt.NDArray[np.int64]]:
+    """Row indices per partition when whole groups (cameras) go to one client.
+
+    Sorted group ids are dealt round-robin: partition ``p`` gets groups
+    ``p, p + P, p + 2P, ...``. Hand-written because flwr-datasets'
+    ``GroupedNaturalIdPartitioner`` uses one fixed group size and so cannot make
+    ``P`` partitions of every number of groups (6 cameras over 4 clients).
+    """
+    ids = np.unique(groups)
+    if spec.num_partitions > len(ids):
+        raise ValueError(
+            f"cannot give {spec.num_partitions} partitions whole cameras out of "
+            f"{len(ids)} cameras {ids.tolist()}; expected num-partitions <= "
+            f"{len(ids)} for partitioning 'by-camera'"
+        )
+    return [
+        np.flatnonzero(np.isin(groups, ids[pid :: spec.num_partitions])).astype(
+            np.int64
+        )
+        for pid in range(spec.num_partitions)
+    ]
 
 
 def label_histogram(labels: npt.NDArray[np.int64], num_classes: int) -> list[int]:

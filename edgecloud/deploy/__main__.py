@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--partition-id", type=int, required=True)
     p.add_argument("--num-partitions", type=int, required=True)
     p.add_argument("--data-dir", help="node-local dataset directory")
+    p.add_argument(
+        "--cameras", help="testbed tasks: this node's camera ids, e.g. '0,3'"
+    )
     p.add_argument("--ca", type=Path, help="CA certificate; insecure if omitted")
     p.add_argument("--auth-key", type=Path, help="private key from 'node-key'")
     p.add_argument("--name", help="process name for the PID/log files")
@@ -198,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 -- one branch per 
         }
         if args.data_dir:
             node_config["data-dir"] = args.data_dir
+        if args.cameras:
+            node_config["cameras"] = args.cameras
         proc = start_process(
             args.name or f"supernode{args.partition_id}",
             supernode_command(

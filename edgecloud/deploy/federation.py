@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,17 +43,25 @@ def start_local_federation(
     supernode_auth: bool = False,
     connection: str | None = None,
     extra_node_config: Mapping[str, int | float | str] | None = None,
+    per_node_config: Sequence[Mapping[str, int | float | str]] | None = None,
 ) -> LocalFederation:
     """Start a SuperLink and ``num_supernodes`` SuperNodes on 127.0.0.1 (free ports).
 
     With ``tls``, certificates are generated in ``workdir/certs``; with
     ``supernode_auth`` (requires ``tls``) each SuperNode gets an ECDSA key that is
     registered with ``flwr supernode register`` before the node starts. Node ``i``
-    gets ``--node-config "partition-id=i num-partitions=N"``. The connection is
+    gets ``--node-config "partition-id=i num-partitions=N"`` plus
+    ``extra_node_config`` and ``per_node_config[i]`` (e.g. its own testbed
+    ``cameras``). The connection is
     written to ``$FLWR_HOME/config.toml`` so ``flwr run . <connection>`` works.
     """
     if supernode_auth and not tls:
         raise ValueError("SuperNode authentication requires TLS (tls=True)")
+    if per_node_config is not None and len(per_node_config) != num_supernodes:
+        raise ValueError(
+            f"per_node_config has {len(per_node_config)} entries; expected one per "
+            f"SuperNode ({num_supernodes})"
+        )
     name = connection or ("edgecloud-tls" if tls else "edgecloud-insecure")
     files = generate_tls(workdir / "certs") if tls else None
     port = free_port()
@@ -95,6 +103,7 @@ def start_local_federation(
                 "partition-id": index,
                 "num-partitions": num_supernodes,
                 **(extra_node_config or {}),
+                **(per_node_config[index] if per_node_config else {}),
             }
             node = start_process(
                 f"supernode{index}",

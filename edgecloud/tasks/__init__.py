@@ -13,9 +13,11 @@ from edgecloud.tasks.base import (
 from edgecloud.tasks.cifar10_cnn import Cifar10Cnn
 from edgecloud.tasks.digits_cnn import DigitsCnn
 from edgecloud.tasks.resnet18_cifar import Resnet18Cifar
+from edgecloud.tasks.testbed_vehicles import TestbedVehicles
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (DigitsCnn(), Cifar10Cnn(), Resnet18Cifar())
+    task.name: task
+    for task in (DigitsCnn(), Cifar10Cnn(), Resnet18Cifar(), TestbedVehicles())
 }
 
 

@@ -24,6 +24,7 @@ from edgecloud.data.arrays import LabeledArrays, stratified_split
 from edgecloud.data.partitioning import (
     PartitionSpec,
     label_histogram,
+    partition_by_group,
     partition_indices,
 )
 
@@ -107,6 +108,9 @@ class Task(ABC):
     datasets: ClassVar[tuple[str, ...]]
     # True if build_model() returns a SplitModel (a cut point for split learning).
     splittable: ClassVar[bool] = False
+    # True if the datasets know each example's camera (partitioning "by-camera",
+    # node config "cameras"); such tasks implement camera_ids().
+    has_cameras: ClassVar[bool] = False
 
     @abstractmethod
     def build_model(self) -> nn.Module:
@@ -117,6 +121,24 @@ class Task(ABC):
         self, dataset: str, train: bool, data_dir: Path, download: bool
     ) -> LabeledArrays:
         """The full training set (``train=True``) or the held-out test set."""
+
+    def camera_ids(
+        self, dataset: str, data_dir: Path, download: bool
+    ) -> npt.NDArray[np.int64]:
+        """Camera id of every example of the training set (``has_cameras`` tasks)."""
+        raise ValueError(
+            f"task {self.name!r} has no cameras; expected a testbed task for "
+            "partitioning 'by-camera' or node config 'cameras'"
+        )
+
+    def load_camera_data(
+        self, dataset: str, cameras: tuple[int, ...], data_dir: Path, download: bool
+    ) -> LabeledArrays:
+        """Every example (training and held-out) of ``cameras`` (camera tasks)."""
+        raise ValueError(
+            f"task {self.name!r} has no cameras; expected a testbed task for node "
+            f"config 'cameras' (got {list(cameras)})"
+        )
 
     def preprocess(self, features: torch.Tensor) -> torch.Tensor:
         """Turn a batch of stored features into model inputs (float32)."""
@@ -139,8 +161,16 @@ class Task(ABC):
         partition_id: int,
         data_dir: Path,
         download: bool,
+        cameras: tuple[int, ...] | None = None,
     ) -> ClientData:
-        """Partition ``partition_id`` of ``spec``, split 80/20 into train/validation."""
+        """Partition ``partition_id`` of ``spec``, split 80/20 into train/validation.
+
+        ``cameras`` (a node's own camera set, testbed tasks only) replaces the
+        partitioning: the node trains on exactly those cameras.
+        """
+        if cameras is not None:
+            part = self.load_camera_data(dataset, cameras, data_dir, download)
+            return self._split_client(part, spec.seed, partition_id)
         if not 0 <= partition_id < spec.num_partitions:
             raise ValueError(
                 f"partition-id is {partition_id}; expected an integer in "
@@ -148,9 +178,12 @@ class Task(ABC):
             )
         full = self.load_dataset(dataset, True, data_dir, download)
         rows = self._partitions(dataset, spec, data_dir, download)[partition_id]
-        part = full.subset(rows)
+        return self._split_client(full.subset(rows), spec.seed, partition_id)
+
+    @staticmethod
+    def _split_client(part: LabeledArrays, seed: int, partition_id: int) -> ClientData:
         train_idx, val_idx = stratified_split(
-            part.labels, VAL_FRACTION, spec.seed + partition_id
+            part.labels, VAL_FRACTION, seed + partition_id
         )
         return ClientData(partition_id, part.subset(train_idx), part.subset(val_idx))
 
@@ -158,6 +191,10 @@ class Task(ABC):
     def _partitions(
         self, dataset: str, spec: PartitionSpec, data_dir: Path, download: bool
     ) -> list[npt.NDArray[np.int64]]:
+        if spec.method == "by-camera":
+            return partition_by_group(
+                self.camera_ids(dataset, data_dir, download), spec
+            )
         labels = self.load_dataset(dataset, True, data_dir, download).labels
         return partition_indices(labels, spec)
 

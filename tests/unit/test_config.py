@@ -128,6 +128,16 @@ def test_dp_sampled_clients_auto_and_explicit(run_config: dict[str, Any]) -> Non
         ({"partition-id": "0", "num-partitions": 2}, "expected an integer"),
         # data-dir not quoted in TOML parses as a number
         ({"partition-id": 0, "num-partitions": 2, "data-dir": 5}, "quoted path"),
+        # camera ids that are not integers
+        ({"partition-id": 0, "num-partitions": 2, "cameras": "0,a"}, "'cameras'"),
+        # a camera listed twice
+        ({"partition-id": 0, "num-partitions": 2, "cameras": "1,1"}, "no duplicates"),
+        # negative camera id
+        ({"partition-id": 0, "num-partitions": 2, "cameras": -1}, "non-negative"),
+        # an empty list
+        ({"partition-id": 0, "num-partitions": 2, "cameras": ""}, "at least one"),
+        # a float is not a camera id
+        ({"partition-id": 0, "num-partitions": 2, "cameras": 1.5}, "camera ids"),
     ],
 )
 def test_node_config_errors(node_config: dict[str, Any], message: str) -> None:
@@ -145,6 +155,30 @@ def test_node_data_dir_overrides_run_config(run_config: dict[str, Any]) -> None:
     # Assert
     assert str(node.data_path(cfg)) == "/srv/data"
     assert NodeConfig(0, 1).data_path(cfg) == cfg.data_path
+
+
+def test_node_cameras_parse_from_int_or_list() -> None:
+    base = {"partition-id": 0, "num-partitions": 2}
+    assert NodeConfig.from_node_config(base).cameras is None
+    assert NodeConfig.from_node_config({**base, "cameras": 3}).cameras == (3,)
+    assert NodeConfig.from_node_config({**base, "cameras": "2, 0"}).cameras == (2, 0)
+
+
+def test_by_camera_partitioning_needs_a_task_with_cameras(
+    run_config: dict[str, Any],
+) -> None:
+    # digits have no cameras: the error names the key, value and usable tasks
+    with pytest.raises(ConfigError, match="'partitioning' has value 'by-camera'"):
+        RunConfig.from_run_config({**run_config, "partitioning": "by-camera"})
+    cfg = RunConfig.from_run_config(
+        {
+            **run_config,
+            "partitioning": "by-camera",
+            "task": "testbed-vehicles",
+            "dataset": "testbed-tiny",
+        }
+    )
+    assert cfg.partition_spec(2).method == "by-camera"
 
 
 def test_split_learning_refuses_dp_and_update_quantization(

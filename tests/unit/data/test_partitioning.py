@@ -9,6 +9,7 @@ from edgecloud.data.digits import load_digits
 from edgecloud.data.partitioning import (
     PartitionSpec,
     label_histogram,
+    partition_by_group,
     partition_indices,
 )
 
@@ -105,6 +106,30 @@ def test_invalid_specs(kwargs: dict[str, object], message: str) -> None:
 def test_more_partitions_than_rows_is_rejected() -> None:
     with pytest.raises(ValueError, match="num-partitions <= number of examples"):
         partition_indices(np.zeros(3, dtype=np.int64), PartitionSpec("iid", 4, 0))
+
+
+def test_by_camera_deals_whole_cameras_round_robin() -> None:
+    # Prepare: 6 cameras, 4 clients (a fixed group size could not do this)
+    cameras = np.repeat(np.arange(6), 5)
+
+    # Execute
+    parts = partition_by_group(cameras, PartitionSpec("by-camera", 4, 0))
+
+    # Assert: every row once, whole cameras, sizes 2, 2, 1, 1 cameras
+    assert sorted(np.concatenate(parts).tolist()) == list(range(30))
+    assert [sorted(set(cameras[p].tolist())) for p in parts] == [
+        [0, 4],
+        [1, 5],
+        [2],
+        [3],
+    ]
+
+
+def test_by_camera_refuses_more_clients_than_cameras_and_label_partitioning() -> None:
+    with pytest.raises(ValueError, match="expected num-partitions <= 2"):
+        partition_by_group(np.array([0, 1, 1]), PartitionSpec("by-camera", 3, 0))
+    with pytest.raises(ValueError, match="needs a camera id per example"):
+        partition_indices(np.zeros(4, dtype=np.int64), PartitionSpec("by-camera", 2, 0))
 
 
 def test_label_histogram_counts_every_class() -> None:

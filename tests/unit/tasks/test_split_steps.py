@@ -159,14 +159,18 @@ def test_ushaped_needs_a_sequential_cloud_part() -> None:
 
 
 @pytest.mark.parametrize("ushaped", [False, True], ids=["split", "u-shaped"])
-@pytest.mark.parametrize("name", ["digits-cnn", "cifar10-cnn", "resnet18-cifar10"])
+@pytest.mark.parametrize(
+    "name", ["digits-cnn", "cifar10-cnn", "resnet18-cifar10", "testbed-vehicles"]
+)
 def test_every_task_with_a_cut_point_trains_in_both_shapes(
     name: str, ushaped: bool
 ) -> None:
     # Prepare: random data of the task's input shape (only the plumbing matters)
     task = get_task(name)
     rng = np.random.default_rng(0)
-    shape = (8, 1, 8, 8) if name == "digits-cnn" else (8, 3, 32, 32)
+    shape = {"digits-cnn": (8, 1, 8, 8), "testbed-vehicles": (8, 3, 120, 160)}.get(
+        name, (8, 3, 32, 32)
+    )
     features = (
         rng.random(shape).astype(np.float32)
         if name == "digits-cnn"

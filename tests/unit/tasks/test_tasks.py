@@ -25,7 +25,9 @@ def test_split_parts_compose_to_the_whole_model(name: str) -> None:
     task = get_task(name)
     torch.manual_seed(0)
     model = task.build_model().eval()
-    shape = (4, 1, 8, 8) if name == "digits-cnn" else (4, 3, 32, 32)
+    shape = {"digits-cnn": (4, 1, 8, 8), "testbed-vehicles": (4, 3, 120, 160)}.get(
+        name, (4, 3, 32, 32)
+    )
     x = torch.randn(shape)
 
     # Execute

@@ -1,0 +1,235 @@
+"""Training and scoring the black-box models on testbed frames."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 -- the PyTorch convention
+from torch import nn
+from tqdm import tqdm
+
+from edgecloud.data.testbed.blackbox import BlackBoxModel, measure_cost
+from edgecloud.data.testbed.models import SPECS, FrameCnn, ModelSpec
+from edgecloud.data.testbed.readers import Testbed
+from edgecloud.data.testbed.samples import FrameSamples, load_samples
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimiser settings for one black box (Adam, cosine-free: small and fast)."""
+
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    augment: bool = True
+
+
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, flip: bool
+) -> torch.Tensor:
+    """Photometric jitter (and mirror) of a uint8 batch ``(B, 3, H, W)`` -> float.
+
+    Per-image, per-channel gain and offset and sensor noise: every training camera
+    then shows many colourings of its background, which is what lets a model
+    generalise to the held-out cameras' unseen backgrounds (without it, held-out
+    accuracy of the vehicle counter is ~0.3 at ~0.9 on the training cameras).
+    """
+    b = len(images)
+    x = images.float()
+    gain = torch.empty(b, 3, 1, 1).uniform_(0.6, 1.4, generator=generator)
+    offset = torch.empty(b, 3, 1, 1).uniform_(-30.0, 30.0, generator=generator)
+    sigma = torch.empty(b, 1, 1, 1).uniform_(0.0, 8.0, generator=generator)
+    noise = torch.randn(x.shape, generator=generator) * sigma
+    x = (x * gain + offset + noise).clamp(0.0, 255.0)
+    if torch.rand(1, generator=generator).item() < 0.5:
+        # Zoom out (a camera further away): shrink, pad with the border pixels. No
+        # object leaves the picture, so every label still holds.
+        h, w = x.shape[-2:]
+        scale = float(torch.empty(1).uniform_(0.7, 1.0, generator=generator))
+        sh, sw = max(8, round(h * scale)), max(8, round(w * scale))
+        small = F.interpolate(x, size=(sh, sw), mode="area")
+        top = int(torch.randint(0, h - sh + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - sw + 1, (1,), generator=generator))
+        x = F.pad(small, (left, w - sw - left, top, h - sh - top), mode="replicate")
+    if flip:  # mirrored scenes keep their counts, classes and events
+        mirror = torch.rand(b, generator=generator) < 0.5
+        x[mirror] = x[mirror].flip(-1)
+    return x
+
+
+def train_blackbox(
+    spec: ModelSpec,
+    train: FrameSamples,
+    settings: TrainSettings,
+    progress: bool = False,
+) -> BlackBoxModel:
+    """Train ``spec`` on ``train`` and measure its cost (metrics left empty)."""
+    if len(train) == 0:
+        raise ValueError(f"no training frames for {spec.name!r}; expected at least one")
+    torch.manual_seed(settings.seed)
+    net = FrameCnn(spec)
+    images = torch.from_numpy(train.images)
+    target = torch.from_numpy(train.target(spec.target)).reshape(len(train), -1)
+    # Rare classes (events, jams, high counts) get weights ~ 1/sqrt(frequency), so a
+    # model cannot score well by always answering "none".
+    counts = torch.bincount(target.reshape(-1), minlength=len(spec.classes)).float()
+    weights = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)).sqrt(), 0.0)
+    criterion = nn.CrossEntropyLoss(weight=weights / weights[counts > 0].mean())
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    steps = settings.epochs * (
+        (len(train) + settings.batch_size - 1) // settings.batch_size
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, settings.lr, total_steps=steps
+    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    start = time.perf_counter()
+    net.train()
+    for _ in tqdm(range(settings.epochs), desc=spec.name, disable=not progress):
+        order = torch.randperm(len(train), generator=generator)
+        for batch in torch.split(order, settings.batch_size):
+            inputs = images[batch]
+            if settings.augment:
+                # A mirror would reverse the left-to-right sequence label.
+                inputs = augment_batch(inputs, generator, flip=spec.slots == 1)
+            logits = net(inputs)  # (B, slots, classes)
+            loss = criterion(
+                logits.reshape(-1, len(spec.classes)), target[batch].reshape(-1)
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    net.eval()
+    return BlackBoxModel(
+        spec,
+        net,
+        measure_cost(net),
+        training={
+            "frames": len(train),
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "lr": settings.lr,
+            "seed": settings.seed,
+            "augment": settings.augment,
+            "seconds": round(time.perf_counter() - start, 2),
+        },
+    )
+
+
+def score(model: BlackBoxModel, samples: FrameSamples) -> dict[str, float]:
+    """Held-out figures of ``model`` on ``samples``.
+
+    Accuracy is exact (the whole sequence for the sequence model); counts add MAE
+    and within-one accuracy, sequences per-slot accuracy, classes balanced accuracy.
+    """
+    if len(samples) == 0:
+        return {}
+    predicted = np.concatenate(
+        [
+            model.logits(samples.images[i : i + 256]).argmax(-1)
+            for i in range(0, len(samples), 256)
+        ]
+    )  # (N, slots)
+    truth = samples.target(model.spec.target).reshape(len(samples), -1)
+    out: dict[str, float] = {"frames": float(len(samples))}
+    if model.spec.slots > 1:
+        out["accuracy"] = float((predicted == truth).all(axis=1).mean())
+        out["slot_accuracy"] = float((predicted == truth).mean())
+        return out
+    p, t = predicted[:, 0], truth[:, 0]
+    out["accuracy"] = float((p == t).mean())
+    if model.spec.target in ("persons", "vehicles"):
+        out["mae"] = float(np.abs(p - t).mean())
+        out["within_one"] = float((np.abs(p - t) <= 1).mean())
+    else:
+        recalls = [float((p[t == c] == c).mean()) for c in np.unique(t)]
+        out["balanced_accuracy"] = float(np.mean(recalls))
+    return out
+
+
+def score_by_domain(model: BlackBoxModel, samples: FrameSamples) -> dict[str, float]:
+    """:func:`score` on all frames, and ``day_`` / ``night_`` prefixed subsets."""
+    out = score(model, samples)
+    for name, mask in (("day", samples.night == 0), ("night", samples.night == 1)):
+        out.update(
+            {f"{name}_{k}": v for k, v in score(model, samples.select(mask)).items()}
+        )
+    return out
+
+
+def train_all(
+    testbed: Testbed,
+    out_dir: Path,
+    names: Sequence[str] = tuple(SPECS),
+    settings: TrainSettings = TrainSettings(),
+    every: int = 5,
+    progress: bool = True,
+) -> dict[str, BlackBoxModel]:
+    """Train every black box on the training cameras and save it.
+
+    Each is scored on the held-out cameras (all, day, night) and written to
+    ``out_dir/<name>/`` with its metadata.
+    """
+    cfg = testbed.config
+    train = load_samples(testbed, cfg.train_cameras, every)
+    test = load_samples(testbed, cfg.test_cameras, every)
+    models = {}
+    for name in names:
+        model = train_blackbox(SPECS[name], train, settings, progress)
+        model.metrics.update(score_by_domain(model, test))
+        model.training["train_cameras"] = list(cfg.train_cameras)
+        model.training["test_cameras"] = list(cfg.test_cameras)
+        model.training["every"] = every
+        model.save(out_dir / name)
+        models[name] = model
+    return models
+
+
+SPLITS = ("cameras", "time")
+
+
+def domain_shift(
+    testbed: Testbed,
+    settings: TrainSettings = TrainSettings(),
+    every: int = 5,
+    target_model: str = "vehicle-counter",
+    split: str = "cameras",
+) -> dict[str, float]:
+    """Thesis Fig. 3.5 / 5.3, measured: day-only training vs day and night.
+
+    Both models are scored on held-out day and night frames.
+
+    ``split="cameras"`` holds out the testbed's test cameras (day/night shift on
+    top of a camera shift); ``split="time"`` holds out every fourth 5-second block
+    of all cameras, which isolates the day/night shift.
+    """
+    cfg = testbed.config
+    if split == "cameras":
+        train = load_samples(testbed, cfg.train_cameras, every)
+        test = load_samples(testbed, cfg.test_cameras, every)
+    elif split == "time":
+        frames = load_samples(testbed, range(cfg.num_cameras), every)
+        held_out = (frames.frame_index // (5 * cfg.fps)) % 4 == 3
+        train, test = frames.select(~held_out), frames.select(held_out)
+    else:
+        raise ValueError(f"split is {split!r}; expected one of {SPLITS}")
+    day_only = train_blackbox(
+        SPECS[target_model], train.select(train.night == 0), settings
+    )
+    both = train_blackbox(SPECS[target_model], train, settings)
+    a, b = score_by_domain(day_only, test), score_by_domain(both, test)
+    return {
+        "day_only_day_accuracy": a["day_accuracy"],
+        "day_only_night_accuracy": a["night_accuracy"],
+        "both_day_accuracy": b["day_accuracy"],
+        "both_night_accuracy": b["night_accuracy"],
+        "night_drop_points": 100 * (a["day_accuracy"] - a["night_accuracy"]),
+        "night_recovery_points": 100 * (b["night_accuracy"] - a["night_accuracy"]),
+    }
