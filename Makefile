@@ -10,7 +10,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 
-.PHONY: install run test lint bench deploy-local stop clean
+.PHONY: install run test lint bench testbed deploy-local stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/message_rtt.py
+	$(BIN)/python benchmarks/testbed.py
+
+# The default synthetic camera testbed (~2 min) and its black-box models (~10 min).
+testbed: $(STAMP)
+	$(BIN)/python -m edgecloud.data.testbed generate --out testbed-data/default
+	$(BIN)/python -m edgecloud.data.testbed train-models --testbed testbed-data/default
 
 stop:
 	$(BIN)/python -m edgecloud.deploy stop --local-superlink

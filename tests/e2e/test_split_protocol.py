@@ -17,15 +17,8 @@ from flwr.simulation import run_simulation
 
 from edgecloud.client_app import app as edgecloud_client_app
 from edgecloud.data.partitioning import PartitionSpec
-from edgecloud.deploy.federation import start_local_federation
-from edgecloud.deploy.flwr_cli import (
-    FINISHED_COMPLETED,
-    flwr_env,
-    submit_run,
-    wait_for_run,
-)
+from edgecloud.deploy.flwr_cli import FINISHED_COMPLETED
 from edgecloud.local_simulation import (
-    PROJECT_DIR,
     _ConfiguredClientApp,
     make_run_config,
     run_local_simulation,
@@ -33,7 +26,7 @@ from edgecloud.local_simulation import (
 from edgecloud.server_app import main as edgecloud_server_main
 from edgecloud.tasks import get_task
 from edgecloud.tasks.split_steps import batch_schedule
-from tests.e2e.helpers import read_outputs
+from tests.e2e.helpers import read_outputs, run_on_local_federation
 
 pytestmark = pytest.mark.slow
 
@@ -174,25 +167,18 @@ def test_splitfed_v1_round_on_a_tls_superlink_with_two_supernodes(
     tmp_path: Path,
 ) -> None:
     # Prepare
-    env = flwr_env(tmp_path / "flwr_home")
-    federation = start_local_federation(
-        tmp_path / "deploy", env, num_supernodes=2, tls=True, supernode_auth=True
-    )
     out = tmp_path / "outputs"
-    try:
-        # Execute
-        run_id = submit_run(
-            PROJECT_DIR,
-            federation.connection,
-            env,
-            f'strategy="splitfed-v1" num-server-rounds=1 local-epochs=1 batch-size=128 '
-            f'output-dir="{out}"',
-        )
-        status = wait_for_run(
-            run_id, federation.connection, env, timeout=900, stream_logs=False
-        )
-    finally:
-        federation.stop()
+
+    # Execute
+    status = run_on_local_federation(
+        tmp_path,
+        f'strategy="splitfed-v1" num-server-rounds=1 local-epochs=1 batch-size=128 '
+        f'output-dir="{out}"',
+        timeout=900,
+        num_supernodes=2,
+        tls=True,
+        supernode_auth=True,
+    )
 
     # Assert
     assert status["status"] == FINISHED_COMPLETED, status

@@ -1,5 +1,8 @@
-"""Federated learning on the testbed: whole cameras per client, in simulation and
-with real SuperNodes given their cameras by --node-config."""
+"""Federated learning on the testbed: whole cameras per client.
+
+In simulation (partitioning "by-camera") and with real SuperNodes that get their
+cameras from --node-config.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +12,10 @@ import numpy as np
 import pytest
 
 from edgecloud.data.testbed import ensure_testbed, load_samples, preset
-from edgecloud.deploy.federation import start_local_federation
-from edgecloud.deploy.flwr_cli import (
-    FINISHED_COMPLETED,
-    flwr_env,
-    submit_run,
-    wait_for_run,
-)
-from edgecloud.local_simulation import PROJECT_DIR, run_local_simulations
+from edgecloud.deploy.flwr_cli import FINISHED_COMPLETED
+from edgecloud.local_simulation import run_local_simulations
 from edgecloud.tasks.testbed_vehicles import TESTBED_DATASETS
-from tests.e2e.helpers import read_outputs
+from tests.e2e.helpers import read_outputs, run_on_local_federation
 
 pytestmark = pytest.mark.slow
 
@@ -70,28 +67,16 @@ def test_by_camera_partitioning_trains_fedavg_and_splitfed(tmp_path: Path) -> No
 def test_supernodes_get_their_cameras_from_node_config(tmp_path: Path) -> None:
     # Prepare: a real SuperLink and two SuperNodes, node 1 holds cameras 1 and 2
     data_dir = tmp_path / "data"
-    env = flwr_env(tmp_path / "flwr_home")
-    federation = start_local_federation(
-        tmp_path / "deploy",
-        env,
+    out = tmp_path / "outputs"
+
+    # Execute
+    status = run_on_local_federation(
+        tmp_path,
+        f'task="testbed-vehicles" dataset="{DATASET}" data-dir="{data_dir}" '
+        f'num-server-rounds=1 fraction-evaluate=0.0 output-dir="{out}"',
         num_supernodes=2,
         per_node_config=[{"cameras": "0"}, {"cameras": "2,1"}],
     )
-    out = tmp_path / "outputs"
-    try:
-        # Execute
-        run_id = submit_run(
-            PROJECT_DIR,
-            federation.connection,
-            env,
-            f'task="testbed-vehicles" dataset="{DATASET}" data-dir="{data_dir}" '
-            f'num-server-rounds=1 fraction-evaluate=0.0 output-dir="{out}"',
-        )
-        status = wait_for_run(
-            run_id, federation.connection, env, timeout=600, stream_logs=False
-        )
-    finally:
-        federation.stop()
 
     # Assert
     assert status["status"] == FINISHED_COMPLETED, status

@@ -74,7 +74,7 @@ class TestbedConfig:
     sim_hours: float = 24.0
     night_start_hour: float = 19.0
     night_end_hour: float = 6.0
-    events_per_hour: float = 40.0
+    events_per_hour: float = 120.0
     held_out_cameras: int = 2
 
     def __post_init__(self) -> None:

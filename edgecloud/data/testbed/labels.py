@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -149,44 +150,30 @@ class CameraLabels:
         return np.array([index[getattr(f, name)] for f in self.frames], dtype=np.int64)
 
 
-def read_frame_labels(path: Path) -> CameraLabels:
-    """Parse a camera's ``*.frames.csv`` back into :class:`FrameLabel` rows."""
-    types = {f.name: f.type for f in fields(FrameLabel)}
-    converters = {"int": int, "float": float, "str": str}
+_CONVERTERS = {"int": int, "float": float, "str": str}
+
+
+def _read_rows(path: Path, row_type: type[FrameLabel] | type[ObjectBox]) -> list[Any]:
+    # Field annotations are strings ("int", ...) under `from __future__ import
+    # annotations`; they name the converter of each column.
+    types = {f.name: str(f.type) for f in fields(row_type)}
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != FRAME_COLUMNS:
+        if list(reader.fieldnames or ()) != list(types):
             raise ValueError(
-                f"{path} has columns {reader.fieldnames}; "
-                f"expected {list(FRAME_COLUMNS)}"
+                f"{path} has columns {reader.fieldnames}; expected {list(types)}"
             )
-        frames = [
-            FrameLabel(**{k: converters[str(types[k])](v) for k, v in row.items()})
+        return [
+            row_type(**{k: _CONVERTERS[types[k]](v) for k, v in row.items()})
             for row in reader
         ]
-    return CameraLabels(frames)
+
+
+def read_frame_labels(path: Path) -> CameraLabels:
+    """Parse a camera's ``*.frames.csv`` back into :class:`FrameLabel` rows."""
+    return CameraLabels(_read_rows(path, FrameLabel))
 
 
 def read_object_boxes(path: Path) -> list[ObjectBox]:
     """Parse a camera's ``*.objects.csv`` back into :class:`ObjectBox` rows."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != OBJECT_COLUMNS:
-            raise ValueError(
-                f"{path} has columns {reader.fieldnames}; "
-                f"expected {list(OBJECT_COLUMNS)}"
-            )
-        return [
-            ObjectBox(
-                frame_index=int(r["frame_index"]),
-                object_id=int(r["object_id"]),
-                kind=r["kind"],
-                x0=int(r["x0"]),
-                y0=int(r["y0"]),
-                x1=int(r["x1"]),
-                y1=int(r["y1"]),
-                visible_pixels=int(r["visible_pixels"]),
-                full_pixels=int(r["full_pixels"]),
-            )
-            for r in reader
-        ]
+    return _read_rows(path, ObjectBox)

@@ -42,6 +42,12 @@ class ModelSpec:
         in a held-out camera's view (a (3, 4) grid scored 0.34 instead of 0.54 on
         held-out cameras); the sequence model keeps a row of columns so the
         left-to-right order survives.
+    balanced : bool
+        Train on class-balanced batches (rare events: ~3 % of frames, which a
+        loss weighted by 1/sqrt(frequency) still learned to ignore entirely).
+    max_pool : bool
+        Max instead of average pooling: a small fire or runner is one hot spot,
+        which averaging over the frame dilutes.
     """
 
     name: str
@@ -50,6 +56,8 @@ class ModelSpec:
     slots: int
     widths: tuple[int, int, int, int]
     pool: tuple[int, int]
+    balanced: bool = False
+    max_pool: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for the model's metadata file."""
@@ -65,6 +73,8 @@ class ModelSpec:
             slots=int(values["slots"]),
             widths=tuple(int(w) for w in values["widths"]),  # type: ignore[arg-type]
             pool=tuple(int(p) for p in values["pool"]),  # type: ignore[arg-type]
+            balanced=bool(values.get("balanced", False)),
+            max_pool=bool(values.get("max_pool", False)),
         )
 
 
@@ -78,7 +88,9 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             "traffic-classifier", "traffic", TRAFFIC_STATES, 1, (8, 16, 32, 32), (1, 1)
         ),
-        ModelSpec("event-detector", "event", EVENTS, 1, (16, 32, 32, 48), (1, 1)),
+        ModelSpec(
+            "event-detector", "event", EVENTS, 1, (16, 32, 32, 48), (1, 1), True, True
+        ),
         ModelSpec(
             "sequence-reader",
             "sequence",
@@ -124,7 +136,10 @@ class FrameCnn(nn.Module):
             _stage(w1, w2, 2),  # (B, w2, 30, 40)
             _stage(w2, w3, 2),  # (B, w3, 15, 20)
             _stage(w3, w4, 1),  # (B, w4, 15, 20)
-            nn.AdaptiveAvgPool2d(spec.pool),  # (B, w4, *pool)
+            # (B, w4, *pool)
+            nn.AdaptiveMaxPool2d(spec.pool)
+            if spec.max_pool
+            else nn.AdaptiveAvgPool2d(spec.pool),
             nn.Flatten(),
         )
         pooled = w4 * spec.pool[0] * spec.pool[1]

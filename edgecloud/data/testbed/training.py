@@ -76,11 +76,16 @@ def train_blackbox(
     net = FrameCnn(spec)
     images = torch.from_numpy(train.images)
     target = torch.from_numpy(train.target(spec.target)).reshape(len(train), -1)
-    # Rare classes (events, jams, high counts) get weights ~ 1/sqrt(frequency), so a
-    # model cannot score well by always answering "none".
+    # Rare classes (jams, high counts) get loss weights ~ 1/sqrt(frequency); a
+    # `balanced` spec instead draws every class equally often (with replacement).
     counts = torch.bincount(target.reshape(-1), minlength=len(spec.classes)).float()
-    weights = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)).sqrt(), 0.0)
-    criterion = nn.CrossEntropyLoss(weight=weights / weights[counts > 0].mean())
+    inverse = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), 0.0)
+    if spec.balanced:
+        draw = inverse[target[:, 0]]
+        criterion = nn.CrossEntropyLoss()
+    else:
+        weights = inverse.sqrt()
+        criterion = nn.CrossEntropyLoss(weight=weights / weights[counts > 0].mean())
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     steps = settings.epochs * (
         (len(train) + settings.batch_size - 1) // settings.batch_size
@@ -92,7 +97,10 @@ def train_blackbox(
     start = time.perf_counter()
     net.train()
     for _ in tqdm(range(settings.epochs), desc=spec.name, disable=not progress):
-        order = torch.randperm(len(train), generator=generator)
+        if spec.balanced:
+            order = torch.multinomial(draw, len(train), True, generator=generator)
+        else:
+            order = torch.randperm(len(train), generator=generator)
         for batch in torch.split(order, settings.batch_size):
             inputs = images[batch]
             if settings.augment:

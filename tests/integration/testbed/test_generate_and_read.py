@@ -31,17 +31,26 @@ def _decoded(testbed: Testbed, camera: int) -> list[np.ndarray]:
     return [f.image for f in testbed.camera(camera).frames()]
 
 
+@pytest.mark.parametrize("codec", ["h264", "h265", "vp9"])
 def test_same_seed_byte_identical_labels_and_identical_decoded_frames(
-    tmp_path: Path,
+    tmp_path: Path, codec: str
 ) -> None:
     # Prepare
-    cfg = preset("tiny", num_cameras=2, duration_s=6.0)
+    b_frames = 0 if codec == "vp9" else 2
+    cfg = preset("tiny", num_cameras=2, duration_s=6.0, codec=codec, b_frames=b_frames)
 
     # Execute: twice with the same seed (in parallel workers), once with another
     first, _ = generate_testbed(cfg, tmp_path / "a", workers=2, progress=False)
     second, _ = generate_testbed(cfg, tmp_path / "b", workers=1, progress=False)
     other, _ = generate_testbed(
-        preset("tiny", num_cameras=2, duration_s=6.0, seed=1),
+        preset(
+            "tiny",
+            num_cameras=2,
+            duration_s=6.0,
+            codec=codec,
+            b_frames=b_frames,
+            seed=1,
+        ),
         tmp_path / "c",
         progress=False,
     )
