@@ -11,6 +11,7 @@ from torch import nn
 from edgecloud import protocol as p
 from edgecloud.client_data import load_node_data
 from edgecloud.client_split import split_step
+from edgecloud.client_stip import stip_step
 from edgecloud.config import NodeConfig, RunConfig
 from edgecloud.strategies import make_dp_client_mod
 from edgecloud.strategies.update_quantization import quantize_update_mod
@@ -28,6 +29,7 @@ app = ClientApp(
 
 
 app.train("split_step")(split_step)  # protocol.MSG_SPLIT_STEP
+app.query("stip_step")(stip_step)  # protocol.MSG_STIP_STEP
 
 
 def _setup(

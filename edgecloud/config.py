@@ -23,8 +23,11 @@ from edgecloud.protocol import (
     NODE_DATA_DIR,
     NODE_NUM_PARTITIONS,
     NODE_PARTITION_ID,
+    NODE_STIP_PROMPT,
+    NODE_STIP_USER_BUNDLE,
 )
 from edgecloud.strategies import (
+    SECURE_INFERENCE,
     SPLIT_NAMES,
     STRATEGY_NAMES,
     BaselineParams,
@@ -36,6 +39,7 @@ from edgecloud.tasks import TASKS
 Scalar = bool | int | float | str
 
 PARTITIONINGS = ("iid", "dirichlet", "shards", "by-camera")
+STIP_SAMPLING = ("greedy", "sample")
 DP_MODES = (
     "none",
     "server-fixed",
@@ -147,6 +151,15 @@ class RunConfig:
     channel_error_feedback: bool
     split_sync_interval: int
     split_lr: float
+    # --- STIP secure inference ------------------------------------------------
+    stip_server_bundle: str
+    stip_user_bundle: str
+    stip_prompt: str
+    stip_max_new_tokens: int
+    stip_sampling: str
+    stip_temperature: float
+    stip_top_k: int
+    stip_output_dir: str
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Scalar]) -> RunConfig:
@@ -287,6 +300,13 @@ class RunConfig:
         _choice("channel-codec", self.channel_codec, CODECS)
         if self.strategy in SPLIT_NAMES:
             self._validate_split()
+        _choice("stip-sampling", self.stip_sampling, STIP_SAMPLING)
+        if self.strategy == SECURE_INFERENCE and not self.stip_server_bundle.strip():
+            raise ConfigError(
+                "run-config key 'stip-server-bundle' has value ''; expected the "
+                "server/ directory written by 'python -m edgecloud.stip.developer' "
+                "when strategy is 'secure-inference'"
+            )
         if self.update_quantization_bits not in QUANTIZATION_BITS:
             raise ConfigError(
                 f"run-config key 'update-quantization-bits' has value "
@@ -365,6 +385,15 @@ def _check_type(key: str, value: object, annotation: object) -> Scalar:
     return value  # type: ignore[return-value]
 
 
+def _optional_str(node_config: Mapping[str, Scalar], key: str) -> str | None:
+    value = node_config.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(
+            f"node config key '{key}' has value {value!r}; expected a quoted string"
+        )
+    return value
+
+
 def _parse_cameras(value: Scalar | None) -> tuple[int, ...] | None:
     """Node config ``cameras``: an int or a string of comma-separated ints."""
     if value is None:
@@ -431,6 +460,9 @@ _NUMERIC_BOUNDS: dict[str, _Bounds] = {
     "dp_sensitivity": _POSITIVE,
     "split_sync_interval": _AT_LEAST_ONE,
     "split_lr": _POSITIVE,
+    "stip_max_new_tokens": _AT_LEAST_ONE,
+    "stip_temperature": _POSITIVE,
+    "stip_top_k": _NON_NEGATIVE,
 }
 
 
@@ -450,6 +482,8 @@ class NodeConfig:
     num_partitions: int
     data_dir: str | None = None
     cameras: tuple[int, ...] | None = None
+    stip_user_bundle: str | None = None
+    stip_prompt: str | None = None
 
     @classmethod
     def from_node_config(cls, node_config: Mapping[str, Scalar]) -> NodeConfig:
@@ -491,6 +525,8 @@ class NodeConfig:
             num_partitions=num,
             data_dir=data_dir,
             cameras=_parse_cameras(node_config.get(NODE_CAMERAS)),
+            stip_user_bundle=_optional_str(node_config, NODE_STIP_USER_BUNDLE),
+            stip_prompt=_optional_str(node_config, NODE_STIP_PROMPT),
         )
 
     def data_path(self, run_config: RunConfig) -> Path:

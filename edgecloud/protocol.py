@@ -37,3 +37,11 @@ MSG_SPLIT_STEP = "train.split_step"
 SPLIT = "split"  # ConfigRecord: step control, public keys, the sealed frame
 SPLIT_FRONT = "front"  # ArrayRecord: device-part weights (start and final messages)
 FRONT_DIGEST = "front_digest"  # sealed SHA-256 of the returned device weights
+
+# STIP secure inference (strategies/secure_inference.py <-> client_stip.stip_step).
+MSG_STIP_STEP = "query.stip_step"
+STIP = "stip"  # ConfigRecord: round, phase (server) / done (client)
+STIP_LOGITS = "stip-logits"  # ArrayRecord: permuted logits of the last position
+STIP_EMBEDS = "stip-embeds"  # ArrayRecord: permuted embeddings (tokens, hidden)
+NODE_STIP_USER_BUNDLE = "stip-user-bundle"  # a node's own user bundle (optional)
+NODE_STIP_PROMPT = "stip-prompt"  # a node's own prompt (optional)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from logging import INFO
+from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
@@ -12,8 +13,11 @@ from flwr.serverapp import Grid, ServerApp
 from edgecloud.config import RunConfig
 from edgecloud.protocol import REPORT_INITIAL_LOSS
 from edgecloud.results import RunRecorder
+from edgecloud.stip.runtime import StipServer
 from edgecloud.strategies import (
+    SECURE_INFERENCE,
     SPLIT_NAMES,
+    SecureInference,
     SplitLearning,
     build_baseline,
     wrap_with_dp,
@@ -32,6 +36,14 @@ def main(grid: Grid, context: Context) -> None:
     """Validate the run config, then train the task with the chosen strategy."""
     cfg = RunConfig.from_run_config(context.run_config)  # fails before any round
     log(INFO, "edgecloud run config: %s", cfg.to_run_config())
+    if cfg.strategy == SECURE_INFERENCE:
+        server = StipServer(Path(cfg.stip_server_bundle).expanduser())
+        wait_for_nodes(grid, cfg.min_available_nodes, cfg.round_timeout)
+        rounds = cfg.stip_max_new_tokens + 1 if server.is_generator else 2
+        SecureInference(server, rounds, cfg.round_timeout, cfg.output_path).run(
+            grid, sorted(grid.get_node_ids())
+        )
+        return
     task = get_task(cfg.task)
     torch.manual_seed(cfg.seed)
     model = task.build_model()

@@ -11,17 +11,20 @@ from edgecloud.strategies.fl_baselines import (
     BaselineParams,
     build_baseline,
 )
+from edgecloud.strategies.secure_inference import SECURE_INFERENCE, SecureInference
 from edgecloud.strategies.split_learning import SPLIT_NAMES, SplitLearning, SplitParams
 
-STRATEGY_NAMES: tuple[str, ...] = BASELINE_NAMES + SPLIT_NAMES
+STRATEGY_NAMES: tuple[str, ...] = (*BASELINE_NAMES, *SPLIT_NAMES, SECURE_INFERENCE)
 
 __all__ = [
     "BASELINE_NAMES",
     "CLIENT_SIDE_MODES",
+    "SECURE_INFERENCE",
     "SPLIT_NAMES",
     "STRATEGY_NAMES",
     "BaselineParams",
     "DpParams",
+    "SecureInference",
     "SplitLearning",
     "SplitParams",
     "build_baseline",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,35 +9,17 @@ import pytest
 from edgecloud.deploy.flwr_cli import (
     FINISHED_COMPLETED,
     flwr,
-    flwr_env,
     submit_run,
     wait_for_run,
 )
 from edgecloud.deploy.local_superlink import (
     installs_dependencies_per_run,
     local_superlink_pids,
-    stop_local_superlinks,
 )
-from edgecloud.deploy.processes import free_port
 from edgecloud.local_simulation import PROJECT_DIR
 from tests.e2e.helpers import read_outputs
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def local_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A private FLWR_HOME and local-SuperLink port; the SuperLink is stopped by PID."""
-    port = free_port()
-    env = flwr_env(
-        tmp_path / "flwr_home",
-        {"FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(port)},
-    )
-    try:
-        yield env
-    finally:
-        stop_local_superlinks(port)
-        assert not local_superlink_pids(port)
 
 
 def test_default_main_job_reaches_090_and_bad_config_fails(

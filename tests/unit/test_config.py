@@ -190,3 +190,33 @@ def test_split_learning_refuses_dp_and_update_quantization(
     # Execute / Assert
     with pytest.raises(ConfigError, match="split learning does not combine"):
         RunConfig.from_run_config(run_config)
+
+
+def test_secure_inference_needs_a_server_bundle_and_valid_sampling(
+    run_config: dict[str, Any],
+) -> None:
+    # strategy=secure-inference without the developer tool's server/ directory
+    with pytest.raises(ConfigError, match="'stip-server-bundle' has value ''"):
+        RunConfig.from_run_config({**run_config, "strategy": "secure-inference"})
+    # an unknown sampling mode names the allowed ones
+    with pytest.raises(ConfigError, match="'stip-sampling' has value 'beam'"):
+        RunConfig.from_run_config({**run_config, "stip-sampling": "beam"})
+    # zero new tokens is not a generation
+    with pytest.raises(ConfigError, match="'stip-max-new-tokens'"):
+        RunConfig.from_run_config({**run_config, "stip-max-new-tokens": 0})
+    cfg = RunConfig.from_run_config(
+        {
+            **run_config,
+            "strategy": "secure-inference",
+            "stip-server-bundle": "/b/server",
+        }
+    )
+    assert cfg.stip_max_new_tokens == 32
+
+
+def test_node_stip_overrides_must_be_strings() -> None:
+    base = {"partition-id": 0, "num-partitions": 1}
+    node = NodeConfig.from_node_config({**base, "stip-prompt": "hello"})
+    assert node.stip_prompt == "hello" and node.stip_user_bundle is None
+    with pytest.raises(ConfigError, match="'stip-user-bundle' has value 3"):
+        NodeConfig.from_node_config({**base, "stip-user-bundle": 3})

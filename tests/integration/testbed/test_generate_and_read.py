@@ -42,6 +42,7 @@ def test_same_seed_byte_identical_labels_and_identical_decoded_frames(
     # Execute: twice with the same seed (in parallel workers), once with another
     first, _ = generate_testbed(cfg, tmp_path / "a", workers=2, progress=False)
     second, _ = generate_testbed(cfg, tmp_path / "b", workers=1, progress=False)
+    third, _ = generate_testbed(cfg, tmp_path / "d", workers=1, progress=False)
     other, _ = generate_testbed(
         preset(
             "tiny",
@@ -58,9 +59,10 @@ def test_same_seed_byte_identical_labels_and_identical_decoded_frames(
     # Assert
     assert _label_bytes(tmp_path / "a") == _label_bytes(tmp_path / "b")
     for cam in (0, 1):
-        a, b = _decoded(first, cam), _decoded(second, cam)
-        assert len(a) == len(b) == cfg.num_frames
+        a, b, d = (_decoded(t, cam) for t in (first, second, third))
+        assert len(a) == len(b) == len(d) == cfg.num_frames
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+        assert all(np.array_equal(x, y) for x, y in zip(a, d, strict=True))
     assert (tmp_path / "a" / "cam00.frames.csv").read_bytes() != (
         tmp_path / "c" / "cam00.frames.csv"
     ).read_bytes()

@@ -1,0 +1,229 @@
+"""STIP at inference time: the model server (P2) and the data owner (P3).
+
+The server runs the permuted model on permuted embeddings and keeps one KV cache
+per client session; sessions at the same position are batched into one forward.
+The data owner embeds locally, permutes, and un-permutes what comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, DynamicCache, PreTrainedModel
+
+from edgecloud.stip.bundles import load_user_tensors, model_class
+from edgecloud.stip.families import Family, family_of
+from edgecloud.stip.transform import permute_features, unpermute_outputs
+
+
+@dataclass
+class _Session:
+    length: int = 0
+    layers: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+class StipServer:
+    """P2: serves a server bundle. It never sees a permutation.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The server bundle (``save_pretrained`` output of the developer tool).
+    device : str
+        Torch device for the forward passes.
+    max_sessions : int
+        Open generation sessions kept (oldest dropped first).
+    """
+
+    def __init__(
+        self, directory: Path, device: str = "cpu", max_sessions: int = 256
+    ) -> None:
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        self.family: Family = family_of(config)
+        self.model: PreTrainedModel = (
+            model_class(self.family, config)
+            .from_pretrained(directory, local_files_only=True)
+            .to(device)
+            .eval()
+        )
+        self.device = device
+        self.max_sessions = max_sessions
+        self.sessions: dict[str, _Session] = {}
+
+    @property
+    def is_generator(self) -> bool:
+        """Language models generate token by token; classifiers answer once."""
+        return self.family.output == "lm"
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the permuted embeddings the server accepts."""
+        return int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Permuted logits of permuted embeddings ``(B, T, d)``, no cache.
+
+        ``(B, T, vocab)`` for language models, ``(B, labels)`` for classifiers;
+        ``attention_mask`` ``(B, T)`` marks padding with 0.
+        """
+        if embeds.dim() != 3 or embeds.shape[-1] != self.hidden_size:
+            raise ValueError(
+                f"embeddings have shape {tuple(embeds.shape)}; expected "
+                f"(batch, tokens, {self.hidden_size})"
+            )
+        x = embeds.to(self.device)
+        if self.family.name == "vit":
+            hidden = x
+            vit: Any = self.model.vit
+            for layer in vit.layers:
+                hidden = layer(hidden, None)
+            hidden = vit.layernorm(hidden)
+            logits: torch.Tensor = self.model.classifier(hidden[:, 0])  # type: ignore[operator]
+            return logits
+        out = self.model(
+            inputs_embeds=x,
+            attention_mask=None
+            if attention_mask is None
+            else attention_mask.to(self.device),
+            token_type_ids=None
+            if token_type_ids is None
+            else token_type_ids.to(self.device),
+        )
+        result: torch.Tensor = out.logits
+        return result
+
+    @torch.no_grad()
+    def step(self, requests: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Extend each session by its new permuted embeddings ``(T_new, d)``.
+
+        Returns the permuted logits ``(vocab,)`` at each session's last position.
+        Sessions with the same cache length and the same number of new positions
+        run as one batch (no padding, so no attention mask is needed).
+        """
+        groups: dict[tuple[int, int], list[str]] = {}
+        for sid, embeds in requests.items():
+            if embeds.dim() != 2 or embeds.shape[1] != self.hidden_size:
+                raise ValueError(
+                    f"session {sid!r}: embeddings have shape {tuple(embeds.shape)}; "
+                    f"expected (new_tokens, {self.hidden_size})"
+                )
+            session = self.sessions.get(sid, _Session())
+            groups.setdefault((session.length, embeds.shape[0]), []).append(sid)
+        results: dict[str, torch.Tensor] = {}
+        for (length, new), sids in groups.items():
+            batch = torch.stack([requests[s] for s in sids]).to(self.device)
+            cache = None
+            if length:
+                layers = [self.sessions[s].layers for s in sids]
+                cache = DynamicCache(
+                    [
+                        (
+                            torch.cat([layer[i][0] for layer in layers]),
+                            torch.cat([layer[i][1] for layer in layers]),
+                        )
+                        for i in range(len(layers[0]))
+                    ]
+                )
+            positions = torch.arange(length, length + new, device=self.device)
+            out = self.model(
+                inputs_embeds=batch,
+                past_key_values=cache if cache is not None else DynamicCache(),
+                position_ids=positions.expand(len(sids), -1),
+                use_cache=True,
+            )
+            past = out.past_key_values
+            for b, sid in enumerate(sids):
+                self.sessions.pop(sid, None)  # re-insert: most recently used last
+                self.sessions[sid] = _Session(
+                    length + new,
+                    [
+                        (layer.keys[b : b + 1].clone(), layer.values[b : b + 1].clone())
+                        for layer in past.layers
+                    ],
+                )
+                results[sid] = out.logits[b, -1]
+        while len(self.sessions) > self.max_sessions:
+            self.sessions.pop(next(iter(self.sessions)))
+        return results
+
+    def end(self, session_id: str) -> None:
+        """Forget a session's KV cache."""
+        self.sessions.pop(session_id, None)
+
+
+class StipUser:
+    """P3: embeds locally, permutes before upload, un-permutes after download."""
+
+    def __init__(self, directory: Path) -> None:
+        tensors, config = load_user_tensors(directory)
+        self.config = config
+        self.family = family_of(config)
+        self.pi = tensors["pi"].numpy()
+        self.pi_c = tensors["pi_c"].numpy()
+        self.embedding = _user_embedding(self.family, config, tensors).eval()
+        self.directory = directory
+
+    @torch.no_grad()
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Plain embeddings ``(B, T, d)`` of token ids ``(B, T)`` or pixels."""
+        out: torch.Tensor = self.embedding(inputs)
+        return out
+
+    def protect(self, embeds: torch.Tensor) -> torch.Tensor:
+        """``x @ pi``: what leaves the device."""
+        return permute_features(embeds, self.pi)
+
+    def reveal(self, permuted_logits: torch.Tensor) -> torch.Tensor:
+        """``y' @ pi_c^T``: the model's real output."""
+        return unpermute_outputs(permuted_logits, self.pi_c)
+
+
+def _user_embedding(
+    family: Family, config: Any, tensors: Mapping[str, torch.Tensor]
+) -> nn.Module:
+    weights = {
+        k.removeprefix("embedding."): v
+        for k, v in tensors.items()
+        if k.startswith("embedding.")
+    }
+    if family.name == "vit":
+        from transformers.models.vit.modeling_vit import ViTEmbeddings
+
+        module: nn.Module = ViTEmbeddings(config)
+        module.load_state_dict(
+            {k.removeprefix("vit.embeddings."): v for k, v in weights.items()}
+        )
+        return module
+    (table,) = weights.values()
+    embedding = nn.Embedding(*table.shape)
+    embedding.weight = nn.Parameter(table, requires_grad=False)
+    return embedding
+
+
+def sample_next(
+    logits: torch.Tensor,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    generator: torch.Generator | None = None,
+) -> int:
+    """The next token from real (un-permuted) logits ``(vocab,)``."""
+    if greedy:
+        return int(logits.argmax())
+    scores = logits.float() / max(temperature, 1e-6)
+    if top_k:
+        kth = torch.topk(scores, min(top_k, scores.numel())).values[-1]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))

@@ -1,0 +1,65 @@
+"""Tiny random HF models of every STIP family (random norm weights and biases)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MixtralConfig,
+    MixtralForCausalLM,
+    PreTrainedModel,
+    ViTConfig,
+    ViTForImageClassification,
+)
+
+VOCAB = 96
+LM_FAMILIES = ("gpt2", "llama", "mixtral")
+FAMILY_NAMES = (*LM_FAMILIES, "bert", "vit")
+
+
+def tiny_model(family: str, seed: int = 0) -> PreTrainedModel:
+    """A 2-layer model of ``family`` whose every parameter is random.
+
+    Fresh HF norm layers have gamma=1, beta=0, which hides a transform that
+    forgets to permute them; random values do not.
+    """
+    torch.manual_seed(seed)
+    common = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4}
+    model: PreTrainedModel
+    if family == "gpt2":
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                n_layer=2, n_embd=32, n_head=4, vocab_size=VOCAB, n_positions=128
+            )
+        )
+    elif family == "llama":  # grouped-query attention: 4 query heads, 2 KV heads
+        model = LlamaForCausalLM(
+            LlamaConfig(**common, intermediate_size=48, num_key_value_heads=2,
+                        vocab_size=VOCAB, max_position_embeddings=128)
+        )  # fmt: skip
+    elif family == "mixtral":
+        model = MixtralForCausalLM(
+            MixtralConfig(**common, intermediate_size=48, num_key_value_heads=2,
+                          vocab_size=VOCAB, num_local_experts=4, num_experts_per_tok=2,
+                          max_position_embeddings=128)
+        )  # fmt: skip
+    elif family == "bert":
+        model = BertForSequenceClassification(
+            BertConfig(**common, intermediate_size=48, vocab_size=VOCAB, num_labels=3)
+        )
+    elif family == "vit":
+        model = ViTForImageClassification(
+            ViTConfig(**common, intermediate_size=48, image_size=16, patch_size=4,
+                      num_labels=5)
+        )  # fmt: skip
+    else:
+        raise ValueError(f"family {family!r} unknown; expected one of {FAMILY_NAMES}")
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn_like(param) * 0.3)
+    return model.eval()
