@@ -174,9 +174,8 @@ class BlackBoxModel:
         meta = json.loads(meta_path.read_text())
         spec = ModelSpec.from_dict(meta["spec"])
         net = FrameCnn(spec)
-        state = torch.load(
-            directory / WEIGHTS_FILE, map_location="cpu", weights_only=True
-        )
+        weights = directory / WEIGHTS_FILE
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         return cls(
             spec,
