@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt
 
 from edgecloud.data.testbed import generate_testbed, load_testbed, preset
 from edgecloud.data.testbed.encode import VideoWriter
+from edgecloud.data.testbed.readers import open_decoder
 from edgecloud.data.testbed.scene import CameraScene
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,10 +83,7 @@ def _decode_per_packet(path: Path, types: dict[int, str]) -> dict[str, list[floa
     costs: dict[str, list[float]] = {}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        decoder = av.CodecContext.create(stream.codec_context.name, "r")
-        if stream.codec_context.extradata:
-            decoder.extradata = stream.codec_context.extradata
-        decoder.thread_count = 1
+        decoder = open_decoder(stream.codec_context)
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue

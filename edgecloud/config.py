@@ -385,11 +385,13 @@ def _check_type(key: str, value: object, annotation: object) -> Scalar:
     return value  # type: ignore[return-value]
 
 
-def _optional_str(node_config: Mapping[str, Scalar], key: str) -> str | None:
+def _optional_str(
+    node_config: Mapping[str, Scalar], key: str, expected: str = "a quoted string"
+) -> str | None:
     value = node_config.get(key)
     if value is not None and not isinstance(value, str):
         raise ConfigError(
-            f"node config key '{key}' has value {value!r}; expected a quoted string"
+            f"node config key '{key}' has value {value!r}; expected {expected}"
         )
     return value
 
@@ -514,16 +516,10 @@ class NodeConfig:
                 f"node config has partition-id={pid}, num-partitions={num}; expected "
                 "num-partitions >= 1 and 0 <= partition-id < num-partitions"
             )
-        data_dir = node_config.get(NODE_DATA_DIR)
-        if data_dir is not None and not isinstance(data_dir, str):
-            raise ConfigError(
-                f"node config key '{NODE_DATA_DIR}' has value {data_dir!r}; expected "
-                "a quoted path string"
-            )
         return cls(
             partition_id=pid,
             num_partitions=num,
-            data_dir=data_dir,
+            data_dir=_optional_str(node_config, NODE_DATA_DIR, "a quoted path string"),
             cameras=_parse_cameras(node_config.get(NODE_CAMERAS)),
             stip_user_bundle=_optional_str(node_config, NODE_STIP_USER_BUNDLE),
             stip_prompt=_optional_str(node_config, NODE_STIP_PROMPT),

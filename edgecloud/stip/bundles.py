@@ -49,7 +49,7 @@ TOKENIZER_FILES = (
 )
 
 
-def model_class(family: Family, config: Any) -> Any:
+def model_class(family: Family) -> Any:
     """The HF auto class that loads models of ``family``."""
     if family.output == "lm":
         return AutoModelForCausalLM
@@ -62,7 +62,7 @@ def load_plaintext(path: Path) -> PreTrainedModel:
     """The developer's trained model, ``from_pretrained`` from a local directory."""
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     family = family_of(config)
-    model: PreTrainedModel = model_class(family, config).from_pretrained(
+    model: PreTrainedModel = model_class(family).from_pretrained(
         path, local_files_only=True
     )
     model.train(False)

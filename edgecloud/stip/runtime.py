@@ -24,7 +24,19 @@ from edgecloud.stip.transform import permute_features, unpermute_outputs
 @dataclass
 class _Session:
     length: int = 0
-    layers: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    cache: DynamicCache = field(default_factory=DynamicCache)
+
+
+def _kv(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    # transformers types cache layers as a union (linear-attention layers carry no
+    # keys/values); a transformer's DynamicCache layers always carry both.
+    layers: list[Any] = list(cache.layers)
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def _slice_cache(cache: DynamicCache, row: int) -> DynamicCache:
+    # One session's rows of a batched cache (views: no copy until the next concat)
+    return DynamicCache([(k[row : row + 1], v[row : row + 1]) for k, v in _kv(cache)])
 
 
 class StipServer:
@@ -46,7 +58,7 @@ class StipServer:
         config = AutoConfig.from_pretrained(directory, local_files_only=True)
         self.family: Family = family_of(config)
         self.model: PreTrainedModel = (
-            model_class(self.family, config)
+            model_class(self.family)
             .from_pretrained(directory, local_files_only=True)
             .to(device)
             .eval()
@@ -123,39 +135,41 @@ class StipServer:
         results: dict[str, torch.Tensor] = {}
         for (length, new), sids in groups.items():
             batch = torch.stack([requests[s] for s in sids]).to(self.device)
-            cache = None
-            if length:
-                layers = [self.sessions[s].layers for s in sids]
-                cache = DynamicCache(
-                    [
-                        (
-                            torch.cat([layer[i][0] for layer in layers]),
-                            torch.cat([layer[i][1] for layer in layers]),
-                        )
-                        for i in range(len(layers[0]))
-                    ]
-                )
+            cache = self._group_cache(sids, length)
             positions = torch.arange(length, length + new, device=self.device)
             out = self.model(
                 inputs_embeds=batch,
-                past_key_values=cache if cache is not None else DynamicCache(),
+                past_key_values=cache,
                 position_ids=positions.expand(len(sids), -1),
                 use_cache=True,
             )
-            past = out.past_key_values
             for b, sid in enumerate(sids):
                 self.sessions.pop(sid, None)  # re-insert: most recently used last
-                self.sessions[sid] = _Session(
-                    length + new,
-                    [
-                        (layer.keys[b : b + 1].clone(), layer.values[b : b + 1].clone())
-                        for layer in past.layers
-                    ],
-                )
+                own = cache if len(sids) == 1 else _slice_cache(cache, b)
+                self.sessions[sid] = _Session(length + new, own)
                 results[sid] = out.logits[b, -1]
         while len(self.sessions) > self.max_sessions:
             self.sessions.pop(next(iter(self.sessions)))
         return results
+
+    def _group_cache(self, sids: list[str], length: int) -> DynamicCache:
+        """The KV cache a group of sessions at position ``length`` extends.
+
+        A lone session extends its own cache in place; a batch concatenates its
+        members' caches along the batch axis.
+        """
+        if not length:
+            return DynamicCache()
+        caches = [self.sessions[s].cache for s in sids]
+        if len(caches) == 1:
+            return caches[0]
+        per_session = [_kv(c) for c in caches]  # [session][layer] -> (keys, values)
+        return DynamicCache(
+            [
+                (torch.cat([kv[0] for kv in layer]), torch.cat([kv[1] for kv in layer]))
+                for layer in zip(*per_session, strict=True)
+            ]
+        )
 
     def end(self, session_id: str) -> None:
         """Forget a session's KV cache."""

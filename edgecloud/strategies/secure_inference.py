@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.common.logger import log
@@ -42,6 +43,8 @@ from edgecloud.protocol import MSG_STIP_STEP, STIP, STIP_EMBEDS, STIP_LOGITS
 from edgecloud.strategies.round_tracking import message_bytes
 
 SECURE_INFERENCE = "secure-inference"
+# Permuted logits sent back to a client (None before its first forward).
+Logits = npt.NDArray[np.float32]
 STIP_RESULTS = "stip_results.json"
 
 
@@ -137,7 +140,7 @@ class SecureInference:
     def run(self, grid: Grid, nodes: list[int]) -> StipRun:
         """Run the protocol with ``nodes``; returns (and writes) the summary."""
         result = StipRun()
-        active: dict[int, np.ndarray | None] = {node: None for node in nodes}
+        active: dict[int, Logits | None] = {node: None for node in nodes}
         for rnd in range(1, self.max_rounds + 1):
             if not active:
                 break
@@ -174,9 +177,9 @@ class SecureInference:
         self,
         grid: Grid,
         rnd: int,
-        active: dict[int, np.ndarray | None],
+        active: dict[int, Logits | None],
         result: StipRun,
-    ) -> tuple[StipRound, dict[int, np.ndarray | None]]:
+    ) -> tuple[StipRound, dict[int, Logits | None]]:
         started = time.perf_counter()
         messages = [self._message(node, rnd, logits) for node, logits in active.items()]
         bytes_down = sum(message_bytes(m) for m in messages)
@@ -210,7 +213,9 @@ class SecureInference:
         if self.server.is_generator and rnd > 1:
             # every client that answered sampled one token (the done ones too)
             result.generated_tokens += len(requests) + finished
-        following = {int(sid): out.numpy() for sid, out in outputs.items()}
+        following: dict[int, Logits | None] = {
+            int(sid): out.numpy() for sid, out in outputs.items()
+        }
         record = StipRound(
             round=rnd,
             clients=len(active),
@@ -222,7 +227,7 @@ class SecureInference:
             finished=finished,
             dropped=dropped,
         )
-        return record, following  # type: ignore[return-value]
+        return record, following
 
     def _compute(self, requests: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if not requests:
@@ -235,7 +240,7 @@ class SecureInference:
             for sid, e in requests.items()
         }
 
-    def _message(self, node: int, rnd: int, logits: np.ndarray | None) -> Message:
+    def _message(self, node: int, rnd: int, logits: Logits | None) -> Message:
         content = RecordDict(
             {
                 STIP: ConfigRecord(

@@ -1,4 +1,4 @@
-"""Helpers for end-to-end tests: read a run's outputs."""
+"""Helpers for end-to-end tests: read a run's outputs, run on a local federation."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import csv
 import json
 from pathlib import Path
 from typing import Any
+
+from edgecloud.deploy.federation import start_local_federation
+from edgecloud.deploy.flwr_cli import flwr_env, submit_run, wait_for_run
+from edgecloud.local_simulation import PROJECT_DIR
 
 
 def read_outputs(output_dir: Path) -> dict[str, Any]:
@@ -32,11 +36,6 @@ def run_on_local_federation(
     ``federation`` goes to :func:`start_local_federation` (``num_supernodes``,
     ``tls``, ``supernode_auth``, ``per_node_config``); returns the run's status.
     """
-    # Imported here: the module's read_outputs is used by tests without deploy.
-    from edgecloud.deploy.federation import start_local_federation
-    from edgecloud.deploy.flwr_cli import flwr_env, submit_run, wait_for_run
-    from edgecloud.local_simulation import PROJECT_DIR
-
     env = flwr_env(tmp_path / "flwr_home")
     started = start_local_federation(tmp_path / "deploy", env, **federation)
     try:

@@ -157,14 +157,7 @@ class CameraVideo:
     def make_decoder(self) -> VideoCodecContext:
         """A fresh decoder for this stream, fed with ``av.Packet(info.data)``."""
         with av.open(str(self.path)) as container:
-            params = container.streams.video[0].codec_context
-            decoder = av.CodecContext.create(params.name, "r")
-            assert isinstance(decoder, VideoCodecContext)
-            if params.extradata:
-                decoder.extradata = params.extradata
-            decoder.width, decoder.height = params.width, params.height
-            decoder.thread_count = 1
-            return decoder
+            return open_decoder(container.streams.video[0].codec_context)
 
     def audio(self) -> tuple[npt.NDArray[np.float32], int]:
         """The decoded audio track (mono float32) and its sample rate.
@@ -204,6 +197,21 @@ class Testbed:
             f"camera {camera_id} not in testbed {self.root}; expected one of "
             f"{[c.camera_id for c in self.cameras]}"
         )
+
+
+def open_decoder(params: Any) -> VideoCodecContext:
+    """A single-threaded decoder configured like the stream ``params`` describe.
+
+    Single-threaded so that each ``decode(packet)`` call does that packet's work
+    (what the per-picture-type cost model times).
+    """
+    decoder = av.CodecContext.create(params.name, "r")
+    assert isinstance(decoder, VideoCodecContext)
+    if params.extradata:
+        decoder.extradata = params.extradata
+    decoder.width, decoder.height = params.width, params.height
+    decoder.thread_count = 1
+    return decoder
 
 
 def load_testbed(root: Path) -> Testbed:

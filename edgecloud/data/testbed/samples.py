@@ -119,25 +119,24 @@ def load_samples(
                     ]
                 )
                 np.save(cache, images, allow_pickle=False)
-        labels = cam.labels.frames[::every]
-        if len(labels) != len(images):
+        labels = cam.labels
+        sampled = labels.frames[::every]
+        if len(sampled) != len(images):
             raise ValueError(
                 f"{cam.path}: decoded {len(images)} sampled frames but the labels have "
-                f"{len(labels)}; expected equal (regenerate the testbed)"
+                f"{len(sampled)}; expected equal (regenerate the testbed)"
             )
         parts.append(
             FrameSamples(
                 images=images,
-                camera=np.full(len(labels), cam_id, dtype=np.int64),
-                frame_index=np.array([f.frame_index for f in labels], dtype=np.int64),
-                night=np.array([f.night for f in labels], dtype=np.int64),
-                persons=np.array([f.persons for f in labels], dtype=np.int64),
-                vehicles=np.array([f.vehicles for f in labels], dtype=np.int64),
-                traffic=np.array(
-                    [TRAFFIC_STATES.index(f.traffic) for f in labels], dtype=np.int64
-                ),
-                event=np.array([EVENTS.index(f.event) for f in labels], dtype=np.int64),
-                sequence=np.stack([encode_sequence(f.sequence) for f in labels]),
+                camera=np.full(len(sampled), cam_id, dtype=np.int64),
+                frame_index=labels.column("frame_index")[::every],
+                night=labels.column("night")[::every],
+                persons=labels.column("persons")[::every],
+                vehicles=labels.column("vehicles")[::every],
+                traffic=labels.class_column("traffic", TRAFFIC_STATES)[::every],
+                event=labels.class_column("event", EVENTS)[::every],
+                sequence=np.stack([encode_sequence(f.sequence) for f in sampled]),
             )
         )
     return FrameSamples.concatenate(parts)

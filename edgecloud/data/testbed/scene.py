@@ -25,7 +25,6 @@ from edgecloud.data.testbed.labels import (
 )
 from edgecloud.data.testbed.render import (
     ByteArray,
-    FloatArray,
     IdArray,
     Sprite,
     day_background,
@@ -371,19 +370,3 @@ class CameraScene:
             )
         boxes.sort(key=lambda b: b.object_id)
         return boxes
-
-
-def render_camera(cfg: TestbedConfig, camera_id: int) -> Iterator[RenderedFrame]:
-    """Shorthand for ``CameraScene(cfg, camera_id).frames()``."""
-    return CameraScene(cfg, camera_id).frames()
-
-
-# Re-exported for callers that draw their own frames.
-__all__ = [
-    "CameraProfile",
-    "CameraScene",
-    "FloatArray",
-    "RenderedFrame",
-    "activity",
-    "render_camera",
-]

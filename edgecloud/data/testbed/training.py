@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F  # noqa: N812 -- the PyTorch convention
 from torch import nn
@@ -139,14 +140,31 @@ def score(model: BlackBoxModel, samples: FrameSamples) -> dict[str, float]:
     """
     if len(samples) == 0:
         return {}
-    predicted = np.concatenate(
+    return _metrics(model, _predict(model, samples), _truth(model, samples))
+
+
+def _predict(model: BlackBoxModel, samples: FrameSamples) -> npt.NDArray[np.int64]:
+    # (N, slots) predictions, in chunks of 256 frames to bound memory
+    return np.concatenate(
         [
             model.logits(samples.images[i : i + 256]).argmax(-1)
             for i in range(0, len(samples), 256)
         ]
-    )  # (N, slots)
-    truth = samples.target(model.spec.target).reshape(len(samples), -1)
-    out: dict[str, float] = {"frames": float(len(samples))}
+    )
+
+
+def _truth(model: BlackBoxModel, samples: FrameSamples) -> npt.NDArray[np.int64]:
+    return samples.target(model.spec.target).reshape(len(samples), -1)
+
+
+def _metrics(
+    model: BlackBoxModel,
+    predicted: npt.NDArray[np.int64],
+    truth: npt.NDArray[np.int64],
+) -> dict[str, float]:
+    if len(truth) == 0:
+        return {}
+    out: dict[str, float] = {"frames": float(len(truth))}
     if model.spec.slots > 1:
         out["accuracy"] = float((predicted == truth).all(axis=1).mean())
         out["slot_accuracy"] = float((predicted == truth).mean())
@@ -163,12 +181,17 @@ def score(model: BlackBoxModel, samples: FrameSamples) -> dict[str, float]:
 
 
 def score_by_domain(model: BlackBoxModel, samples: FrameSamples) -> dict[str, float]:
-    """:func:`score` on all frames, and ``day_`` / ``night_`` prefixed subsets."""
-    out = score(model, samples)
+    """:func:`score` on all frames, and ``day_`` / ``night_`` prefixed subsets.
+
+    The model runs once over the frames; the subsets reuse its predictions.
+    """
+    if len(samples) == 0:
+        return {}
+    predicted, truth = _predict(model, samples), _truth(model, samples)
+    out = _metrics(model, predicted, truth)
     for name, mask in (("day", samples.night == 0), ("night", samples.night == 1)):
-        out.update(
-            {f"{name}_{k}": v for k, v in score(model, samples.select(mask)).items()}
-        )
+        subset = _metrics(model, predicted[mask], truth[mask])
+        out.update({f"{name}_{k}": v for k, v in subset.items()})
     return out
 
 
