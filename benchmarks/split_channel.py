@@ -153,7 +153,13 @@ def step_share(
     device = DeviceSide(
         task, model.front, make_optimizer(model.front, 0.01, 0.9), data, schedule
     )
-    server = ServerSide(model.back, make_optimizer(model.back, 0.01, 0.9), model)
+    server = ServerSide(
+        model.back,
+        make_optimizer(model.back, 0.01, 0.9),
+        model,
+        loss_fn=task.loss,
+        predict_fn=task.predict,
+    )
     tensors = []
 
     def compute() -> float:
@@ -190,13 +196,14 @@ def step_share(
 def accuracy_int8_vs_fp32(rounds: int, work: Path) -> dict[str, Any]:
     """Final test accuracy of SplitFed-v1 with fp32 and int8 channels (10 clients)."""
     shared = {
-        "strategy": "splitfed-v1",
+        "capability": "split",
+        "split.mode": "splitfed-v1",
         "num-server-rounds": rounds,
         "partitioning": "dirichlet",
         "dirichlet-alpha": 0.5,
     }
     runs = {
-        c: {"channel-codec": c, "output-dir": str(work / f"acc-{c}")}
+        c: {"split.channel-codec": c, "output-dir": str(work / f"acc-{c}")}
         for c in ("fp32", "int8")
     }
     errors = run_local_simulations(runs, shared=shared, num_supernodes=10)
@@ -221,7 +228,8 @@ def accuracy_int8_vs_fp32(rounds: int, work: Path) -> dict[str, Any]:
 def seconds_per_step(work: Path, deployment: bool) -> dict[str, Any]:
     """Seconds per exchange of SplitFed-v1 round 2 (round 1 pays the start-up)."""
     overrides = {
-        "strategy": "splitfed-v1",
+        "capability": "split",
+        "split.mode": "splitfed-v1",
         "num-server-rounds": 2,
         "local-epochs": 1,
         "batch-size": 128,

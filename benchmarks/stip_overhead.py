@@ -244,19 +244,21 @@ def _bench_flower(plain: PreTrainedModel, args: argparse.Namespace) -> dict[str,
         (instance,) = make_instances(root / "model", root / "bundles", seed=1)
         run_local_simulation(
             {
-                "strategy": "secure-inference",
-                "stip-server-bundle": str(instance.server),
-                "stip-user-bundle": str(instance.user),
-                "stip-prompt": ",".join(str(i) for i in range(1, 17)),
-                "stip-max-new-tokens": args.new_tokens,
+                "capability": "stip",
+                "stip.server-bundle": str(instance.server),
+                "stip.user-bundle": str(instance.user),
+                "stip.prompt": ",".join(str(i) for i in range(1, 17)),
+                "stip.max-new-tokens": args.new_tokens,
                 "output-dir": str(root / "out"),
             },
             num_supernodes=2,
         )
-        summary = json.loads((root / "out" / "stip_results.json").read_text())[
-            "summary"
-        ]
-    return {k: float(v) for k, v in summary.items()}
+        summary = json.loads((root / "out" / "results.json").read_text())["summary"]
+    return {
+        k.replace("-", "_"): float(v)
+        for k, v in summary.items()
+        if isinstance(v, int | float)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

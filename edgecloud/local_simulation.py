@@ -18,9 +18,9 @@ from flwr.clientapp import ClientApp
 from flwr.common.config import get_fused_config_from_dir
 from flwr.serverapp import Grid, ServerApp
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from edgecloud.types import Scalar
 
-Scalar = bool | int | float | str
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def default_run_config() -> dict[str, Scalar]:
@@ -54,40 +54,6 @@ class _ConfiguredClientApp(ClientApp):
         finally:
             # The simulation engine rejects a context whose run_config changed.
             context.run_config = original
-
-
-# Run-config keys the ClientApp reads; runs sharing one simulation must agree on them.
-CLIENT_KEYS = frozenset(
-    {
-        "task",
-        "dataset",
-        "data-dir",
-        "data-download",
-        "partitioning",
-        "dirichlet-alpha",
-        "shards-per-partition",
-        "local-epochs",
-        "batch-size",
-        "lr",
-        "momentum",
-        "seed",
-        "dp-mode",
-    }
-)
-# Read by the ClientApp only when dp-mode is "local" (LocalDpMod's parameters).
-_LOCAL_DP_KEYS = ("dp-clipping-norm", "dp-epsilon", "dp-delta", "dp-sensitivity")
-
-
-def _client_view(config: Mapping[str, Scalar]) -> dict[str, Scalar]:
-    """The run-config values as the ClientApp acts on them."""
-    from edgecloud.strategies import CLIENT_SIDE_MODES
-
-    view = {k: config[k] for k in CLIENT_KEYS}
-    if view["dp-mode"] not in CLIENT_SIDE_MODES:
-        view["dp-mode"] = "none"  # server-side DP needs nothing from the client
-    if view["dp-mode"] == "local":
-        view.update({k: config[k] for k in _LOCAL_DP_KEYS})
-    return view
 
 
 def run_local_simulation(
@@ -143,29 +109,42 @@ def run_local_simulations(
 
     Starting the simulation engine (Ray, actors, imports) costs ~15 s; comparing
     strategies on the same clients pays it once. Each entry of ``runs`` overrides
-    ``shared`` for the ServerApp only, so it may not change :data:`CLIENT_KEYS`.
+    ``shared`` for the ServerApp only: the ClientApp sees ``shared``, so a run may
+    not change a key some client handler reads (``Key.client`` in the sections).
+    Every run's config is validated before the engine starts.
 
     Returns
     -------
     dict
         Run name -> the exception its ServerApp raised, or None if it completed.
+
+    Raises
+    ------
+    ConfigError
+        If a run's config is invalid (nothing has run yet).
+    ValueError
+        If a run changes a client-side key.
     """
     from flwr.simulation import run_simulation
 
+    from edgecloud.capability import client_view, load_run_settings
     from edgecloud.client_app import app as edgecloud_client_app
     from edgecloud.server_app import main as edgecloud_server_main
 
     base = make_run_config(shared)
+    expected = client_view(base)
     for name, run in runs.items():
         merged = make_run_config({**dict(shared or {}), **run})  # unknown keys fail
-        seen, expected = _client_view(merged), _client_view(base)
+        load_run_settings(merged)  # a bad value fails before the engine starts
+        seen = client_view(merged)
         clash = sorted(
             k for k in set(seen) | set(expected) if seen.get(k) != expected.get(k)
         )
         if clash:
             raise ValueError(
-                f"run {name!r} changes client-side key(s) {clash}; put them in "
-                "shared= or use separate simulations"
+                f"run {name!r} changes client-side key(s) {clash}; clients see one "
+                "run config per simulation: put them in shared= or use separate "
+                "simulations"
             )
     errors: dict[str, Exception | None] = {}
     server_app = ServerApp()

@@ -57,9 +57,9 @@ def main() -> None:
         "partitioning": args.partitioning,
         "dirichlet-alpha": args.alpha,
         "task": args.task,
-        "channel-codec": args.codec,
+        "split.channel-codec": args.codec,
     }
-    runs = {n: {"strategy": n, "output-dir": str(args.out / n)} for n in names}
+    runs = {n: {**_selects(n), "output-dir": str(args.out / n)} for n in names}
     errors: dict[str, Exception | None] = dict.fromkeys(names)
     if not args.plot_only:
         status = f"running {', '.join(names)} on {args.num_supernodes} clients"
@@ -78,6 +78,13 @@ def main() -> None:
     _print_table(histories)
     _plot(rows, args.out)
     console.print(f"wrote {args.out}")
+
+
+def _selects(name: str) -> dict[str, str]:
+    """Run-config keys that choose ``name``: FedAvg or one of the split modes."""
+    if name == "fedavg":
+        return {"capability": "fl", "fl.strategy": name}
+    return {"capability": "split", "split.mode": name}
 
 
 def _rows(histories: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from flwr.supercore.task_identity import TaskIdentity
 
 from edgecloud.local_simulation import default_run_config
 
@@ -27,13 +29,15 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
 
-def metadata(src_node_id: int, message_type: str = "train") -> Metadata:
+def metadata(
+    src_node_id: int, message_type: str = "train", reply_to: str = "q"
+) -> Metadata:
     return Metadata(
         run_id=1,
         message_id=f"m{src_node_id}",
         src_node_id=src_node_id,
         dst_node_id=0,
-        reply_to_message_id="q",
+        reply_to_message_id=reply_to,
         group_id="1",
         created_at=0.0,
         ttl=3600.0,
@@ -71,3 +75,24 @@ def make_reply() -> Callable[..., Message]:
 def run_config() -> dict[str, Any]:
     """The pyproject defaults, as ``context.run_config`` holds them."""
     return default_run_config()
+
+
+@pytest.fixture
+def server_identity() -> Iterator[None]:
+    """Flower stamps new Messages with the run id of the running ServerApp."""
+    names = ("_run_id", "_node_id", "_task_id")
+    previous = [getattr(TaskIdentity, n) for n in names]
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    for name, value in zip(names, previous, strict=True):
+        setattr(TaskIdentity, name, value)
+
+
+@pytest.fixture
+def server_bundle(tmp_path: Path) -> str:
+    """A directory shaped like a STIP server bundle (files only, for config checks)."""
+    bundle = tmp_path / "bundle" / "server"
+    bundle.mkdir(parents=True)
+    (bundle / "config.json").write_text("{}")
+    (bundle / "model.safetensors").write_bytes(b"")
+    return str(bundle)

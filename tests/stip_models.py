@@ -13,6 +13,8 @@ from transformers import (
     MixtralConfig,
     MixtralForCausalLM,
     PreTrainedModel,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     ViTConfig,
     ViTForImageClassification,
 )
@@ -22,11 +24,11 @@ LM_FAMILIES = ("gpt2", "llama", "mixtral")
 FAMILY_NAMES = (*LM_FAMILIES, "bert", "vit")
 
 
-def tiny_model(family: str, seed: int = 0) -> PreTrainedModel:
+def tiny_model(family: str, seed: int = 0, num_labels: int = 3) -> PreTrainedModel:
     """A 2-layer model of ``family`` whose every parameter is random.
 
     Fresh HF norm layers have gamma=1, beta=0, which hides a transform that
-    forgets to permute them; random values do not.
+    forgets to permute them; random values do not. ``num_labels`` is BERT's.
     """
     torch.manual_seed(seed)
     common = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4}
@@ -50,7 +52,9 @@ def tiny_model(family: str, seed: int = 0) -> PreTrainedModel:
         )  # fmt: skip
     elif family == "bert":
         model = BertForSequenceClassification(
-            BertConfig(**common, intermediate_size=48, vocab_size=VOCAB, num_labels=3)
+            BertConfig(
+                **common, intermediate_size=48, vocab_size=VOCAB, num_labels=num_labels
+            )
         )
     elif family == "vit":
         model = ViTForImageClassification(
@@ -59,6 +63,21 @@ def tiny_model(family: str, seed: int = 0) -> PreTrainedModel:
         )  # fmt: skip
     else:
         raise ValueError(f"family {family!r} unknown; expected one of {FAMILY_NAMES}")
+    return _randomised(model)
+
+
+def tiny_qwen2(num_kv_heads: int = 1, seed: int = 0) -> PreTrainedModel:
+    """Qwen2 (LLaMA family with q/k/v biases): 4 query heads over ``num_kv_heads``."""
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(
+        Qwen2Config(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                    num_key_value_heads=num_kv_heads, intermediate_size=48,
+                    vocab_size=VOCAB, max_position_embeddings=128)
+    )  # fmt: skip
+    return _randomised(model)
+
+
+def _randomised(model: PreTrainedModel) -> PreTrainedModel:
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(torch.randn_like(param) * 0.3)

@@ -29,7 +29,8 @@ _MAX_ELEMENTS = 1 << 28  # 1 GiB of float32: refuse absurd shapes before allocat
 
 
 def _channel_axis(ndim: int) -> int:
-    # (B, C, H, W) -> one scale per channel (seed 002's layered quantization);
+    # (B, C, H, W) -> one scale per channel (the split-based FL notes' layered
+    # quantization);
     # (B, F) flattened features -> one scale per sample: F scales per batch would
     # cost 4 bytes per feature, as much as the codes of a 4-sample batch.
     return 1 if ndim >= 3 else 0

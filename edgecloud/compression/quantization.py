@@ -1,4 +1,4 @@
-"""Symmetric linear quantization with one scale per tensor (seed 001's 8-bit updates).
+"""Symmetric linear quantization, one scale per tensor (the edge-FL tutorial's int8).
 
 Hand-written because torch's quantization API works on tensors inside modules and
 returns torch-specific quantized types, while the wire format here is a plain
@@ -56,8 +56,8 @@ def quantize_per_channel(
 ) -> tuple[npt.NDArray[np.signedinteger[Any]], npt.NDArray[np.float32]]:
     """Symmetric quantization with one scale per slice along ``axis``.
 
-    Seed 002's "layered" quantization: channels (or features) with small values
-    keep their resolution instead of sharing the largest channel's step.
+    The split-based FL notes' "layered" quantization: channels (or features) with
+    small values keep their resolution instead of sharing the largest channel's step.
 
     Returns ``(codes, scales)`` with ``scales.shape == (values.shape[axis],)``.
     """

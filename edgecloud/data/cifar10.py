@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
-from torchvision.datasets import CIFAR10
 
 from edgecloud.data.arrays import LabeledArrays
 from edgecloud.exceptions import DatasetNotFoundError
@@ -44,6 +43,10 @@ def load_cifar10(root: Path, train: bool, download: bool) -> LabeledArrays:
 
 @functools.lru_cache(maxsize=2)
 def _load_cached(root: Path, train: bool, download: bool) -> LabeledArrays:
+    # Imported here: torchvision takes ~1 s to import, and every ClientApp process
+    # imports the task registry (and so this module) whatever task it runs.
+    from torchvision.datasets import CIFAR10
+
     root.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(root / ".cifar10.lock")):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from sklearn.datasets import load_digits as _sklearn_load_digits
 
 from edgecloud.data.arrays import LabeledArrays, stratified_split
 
@@ -18,7 +17,10 @@ _SPLIT_SEED = 20240601
 
 @functools.lru_cache(maxsize=1)
 def _load_all() -> LabeledArrays:
-    bunch = _sklearn_load_digits()
+    # scikit-learn costs ~1.3 s to import: only when the digits are first needed
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    bunch = sklearn_load_digits()
     # Pixel values are 0..16; scale to [0, 1].  (N, 64) -> (N, 1, 8, 8)
     features = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
     labels = bunch.target.astype(np.int64)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from datasets import Dataset
-from flwr_datasets.partitioner import (
-    DirichletPartitioner,
-    IidPartitioner,
-    Partitioner,
-    ShardPartitioner,
-)
+
+if TYPE_CHECKING:
+    from flwr_datasets.partitioner import Partitioner
 
 METHODS = ("iid", "dirichlet", "shards", "by-camera")
 
@@ -76,6 +73,10 @@ def partition_indices(
             f"cannot split {len(labels)} examples into {spec.num_partitions} "
             "partitions; expected num-partitions <= number of examples"
         )
+    # Imported here: flwr-datasets pulls in HF datasets, pandas and seaborn (~2 s),
+    # which only the clients that partition by label need.
+    from datasets import Dataset
+
     partitioner = _make_partitioner(spec, len(labels))
     partitioner.dataset = Dataset.from_dict(
         {"row": np.arange(len(labels), dtype=np.int64), "label": labels}
@@ -122,6 +123,12 @@ def label_histogram(labels: npt.NDArray[np.int64], num_classes: int) -> list[int
 
 
 def _make_partitioner(spec: PartitionSpec, num_rows: int) -> Partitioner:
+    from flwr_datasets.partitioner import (
+        DirichletPartitioner,
+        IidPartitioner,
+        ShardPartitioner,
+    )
+
     if spec.method == "iid":
         return IidPartitioner(num_partitions=spec.num_partitions)
     if spec.method == "dirichlet":

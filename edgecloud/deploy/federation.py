@@ -9,13 +9,17 @@ from pathlib import Path
 from edgecloud.deploy.certificates import TlsFiles, generate_node_key, generate_tls
 from edgecloud.deploy.flwr_cli import add_connection, flwr
 from edgecloud.deploy.processes import (
+    SUPERLINK_SERVING,
+    SUPERNODE_CONNECTED,
     ManagedProcess,
     free_port,
+    refusal_message,
     start_process,
+    stop_process,
     stop_processes,
     superlink_command,
     supernode_command,
-    wait_for_port,
+    wait_until_started,
 )
 
 
@@ -44,6 +48,7 @@ def start_local_federation(
     connection: str | None = None,
     extra_node_config: Mapping[str, int | float | str] | None = None,
     per_node_config: Sequence[Mapping[str, int | float | str]] | None = None,
+    startup_timeout: float = 60.0,
 ) -> LocalFederation:
     """Start a SuperLink and ``num_supernodes`` SuperNodes on 127.0.0.1 (free ports).
 
@@ -54,6 +59,14 @@ def start_local_federation(
     ``extra_node_config`` and ``per_node_config[i]`` (e.g. its own testbed
     ``cameras``). The connection is
     written to ``$FLWR_HOME/config.toml`` so ``flwr run . <connection>`` works.
+
+    It returns once the SuperLink serves and every SuperNode is connected.
+
+    Raises
+    ------
+    StartupError
+        If a process exits, is refused or is not up within ``startup_timeout`` s;
+        everything started is stopped by PID first.
     """
     if supernode_auth and not tls:
         raise ValueError("SuperNode authentication requires TLS (tls=True)")
@@ -80,7 +93,12 @@ def start_local_federation(
             env,
         )
         federation.processes.append(superlink)
-        wait_for_port(port, superlink)
+        wait_until_started(
+            superlink,
+            SUPERLINK_SERVING,
+            timeout=startup_timeout,
+            what=f"serving on {address}",
+        )
         add_connection(
             env, name, address, root_certificates=files.ca_cert if files else None
         )
@@ -118,7 +136,18 @@ def start_local_federation(
                 env,
             )
             federation.processes.append(node)
+        # started together, checked together: each connects in about 2 s
+        for node in federation.processes[1:]:
+            wait_until_started(
+                node,
+                SUPERNODE_CONNECTED,
+                timeout=startup_timeout,
+                what=f"connected to {address}",
+                refused=refusal_message(node.name, address),
+            )
     except BaseException:
-        federation.stop()
+        # only what this call started: the workdir may hold other live processes
+        for process in reversed(federation.processes):
+            stop_process(process)
         raise
     return federation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -65,6 +66,24 @@ def add_connection(
     path.write_text(tomli_w.dumps(config))
 
 
+def known_connections(env: Mapping[str, str]) -> list[str]:
+    """Connection names in ``$FLWR_HOME/config.toml`` (``local`` always exists)."""
+    path = flwr_home_of(env) / "config.toml"
+    try:
+        config = tomllib.loads(path.read_text()) if path.exists() else {}
+    except (OSError, tomllib.TOMLDecodeError):
+        config = {}
+    superlink = config.get("superlink", {})
+    names = {"local"} | {k for k, v in superlink.items() if isinstance(v, dict)}
+    return sorted(names)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: rich's box-drawing frame and blank lines dropped."""
+    words = re.sub(r"[\u2500-\u257f]", " ", text).split()
+    return " ".join(words)
+
+
 def flwr(
     args: Sequence[str],
     env: Mapping[str, str],
@@ -83,8 +102,8 @@ def flwr(
     )
     if done.returncode != 0:
         raise RuntimeError(
-            f"flwr {' '.join(args)} exited {done.returncode}:\n"
-            f"{done.stdout}\n{done.stderr}"
+            f"flwr {' '.join(args)} exited {done.returncode}: "
+            + one_line(f"{done.stdout}\n{done.stderr}")
         )
     return done
 

@@ -45,13 +45,20 @@ class RoundRecord:
 
 @dataclass
 class RunHistory:
-    """Everything ``results.json`` holds: config, partitions, rounds, status."""
+    """Everything ``results.json`` holds: config, partitions, rounds, status.
+
+    Every capability writes this one schema: one :class:`RoundRecord` per round (an
+    interactive protocol without rounds, such as STIP, records one per exchange)
+    and, in ``summary``, totals and rates of its own (e.g. tokens per second).
+    """
 
     config: dict[str, Any]
     rounds: list[RoundRecord] = field(default_factory=list)
     partitions: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
     resumed_from_round: int | None = None
+    label: str = ""  # what ran, e.g. "fl: fedavg on digits-cnn (iid)"
+    summary: dict[str, Any] = field(default_factory=dict)  # capability's totals
 
     @property
     def completed_rounds(self) -> int:
@@ -70,7 +77,9 @@ class RunHistory:
             "status": self.status,
             "completed_rounds": self.completed_rounds,
             "resumed_from_round": self.resumed_from_round,
+            "label": self.label,
             "partitions": self.partitions,
+            "summary": self.summary,
             "rounds": [asdict(r) for r in self.rounds],
         }
         cleaned: dict[str, Any] = _nan_to_none(data)  # type: ignore[assignment]
@@ -85,6 +94,8 @@ class RunHistory:
             partitions=list(data.get("partitions", [])),
             status=str(data.get("status", "running")),
             resumed_from_round=data.get("resumed_from_round"),
+            label=str(data.get("label", "")),
+            summary=dict(data.get("summary", {})),
         )
 
     def write_json(self, path: Path) -> None:

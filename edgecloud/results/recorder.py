@@ -32,19 +32,6 @@ METRICS_CSV = "metrics.csv"
 ACCURACY_PNG = "accuracy.png"
 CHECKPOINT_DIR = "checkpoints"
 
-# Keys that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = frozenset(
-    {
-        "num-server-rounds",
-        "resume",
-        "output-dir",
-        "round-timeout",
-        "data-dir",
-        "data-download",
-        "min-available-nodes",
-    }
-)
-
 logger = logging.getLogger("flwr")
 
 
@@ -53,12 +40,30 @@ class RunRecorder:
 
     Every finished round is written immediately (atomically), so a run killed in
     round k+1 leaves the outputs and the checkpoint of round k behind.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        Where the files go.
+    config : Mapping
+        The run's flat configuration (recorded in results.json and checkpoints).
+    resumable : frozenset of str
+        Config keys that may differ between a checkpoint and its resumption.
+    label : str
+        What ran, for the plot title and results.json.
     """
 
-    def __init__(self, output_dir: Path, config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        output_dir: Path,
+        config: Mapping[str, Any],
+        resumable: frozenset[str] = frozenset(),
+        label: str = "",
+    ) -> None:
         self.output_dir = output_dir
+        self.resumable = resumable
         self.checkpoint_dir = output_dir / CHECKPOINT_DIR
-        self.history = RunHistory(config=dict(config))
+        self.history = RunHistory(config=dict(config), label=label)
         self._header_logged = False
 
     def start(self, resume: bool) -> Checkpoint | None:
@@ -91,7 +96,7 @@ class RunRecorder:
         changed = sorted(
             key
             for key in set(self.history.config) | set(checkpoint.history.config)
-            if key not in RESUMABLE_CHANGES
+            if key not in self.resumable
             and self.history.config.get(key) != checkpoint.history.config.get(key)
         )
         if changed:
@@ -102,11 +107,11 @@ class RunRecorder:
             )
             raise CheckpointError(
                 f"cannot resume from {path}: run config differs ({diffs}); expected "
-                f"only {', '.join(sorted(RESUMABLE_CHANGES))} to change"
+                f"only {', '.join(sorted(self.resumable)) or 'nothing'} to change"
             )
-        config = self.history.config
+        config, label = self.history.config, self.history.label
         self.history = checkpoint.history
-        self.history.config = config
+        self.history.config, self.history.label = config, label
         self.history.status = "running"
         self.history.resumed_from_round = checkpoint.round
         self.history.rounds = [
@@ -118,6 +123,10 @@ class RunRecorder:
     def set_partitions(self, partitions: list[dict[str, Any]]) -> None:
         """Record the partition summary (sizes, label histograms) of the clients."""
         self.history.partitions = partitions
+
+    def set_summary(self, summary: Mapping[str, Any]) -> None:
+        """Record the run's totals and rates (written with the next file update)."""
+        self.history.summary = dict(summary)
 
     def record_round(
         self,

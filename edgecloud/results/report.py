@@ -88,6 +88,11 @@ def summary_lines(history: RunHistory, output_dir: Path) -> list[str]:
             f"{sum(r.seconds for r in done):.1f} s in rounds; "
             f"{sum(r.failures for r in done)} failed replies"
         )
+    if history.summary:
+        lines.append(
+            "summary: "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in history.summary.items())
+        )
     lines.append(f"outputs: {output_dir}")
     return lines
 
@@ -111,10 +116,7 @@ def plot_accuracy(history: RunHistory, path: Path) -> None:
             linestyle="--",
             label="federated evaluation (client validation)",
         )
-    cfg = history.config
-    ax.set_title(
-        f"{cfg.get('strategy')} / {cfg.get('task')} / {cfg.get('partitioning')}"
-    )
+    ax.set_title(history.label or "edgecloud run")
     ax.set_xlabel("server round")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0.0, 1.0)
@@ -125,6 +127,10 @@ def plot_accuracy(history: RunHistory, path: Path) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _num(value: float | None, digits: int) -> str:

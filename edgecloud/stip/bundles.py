@@ -11,27 +11,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import transformers
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForImageClassification,
-    AutoModelForSequenceClassification,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, PreTrainedModel
 
-from edgecloud.stip.families import Family, family_of
+from edgecloud.stip.families import architecture_of, family_of
 from edgecloud.stip.permutations import is_permutation
+from edgecloud.stip.security import PlaintextTensor
 from edgecloud.stip.transform import PermutationSet, permute_state_dict
 
 USER_FILE = "stip_user.safetensors"
@@ -49,31 +48,166 @@ TOKENIZER_FILES = (
 )
 
 
-def model_class(family: Family) -> Any:
-    """The HF auto class that loads models of ``family``."""
-    if family.output == "lm":
-        return AutoModelForCausalLM
-    if family.name == "vit":
-        return AutoModelForImageClassification
-    return AutoModelForSequenceClassification
+class StipBundleError(ValueError):
+    """A model directory or bundle that STIP cannot use, and why."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@contextmanager
+def _transformers_quiet() -> Iterator[None]:
+    # transformers logs its load report (MISSING / UNEXPECTED / MISMATCH tables)
+    # as warnings; the checks below turn each into an error message instead.
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def architecture_class(config: Any) -> type[PreTrainedModel]:
+    """The ``transformers`` class ``config.architectures`` names (STIP-supported).
+
+    Raises
+    ------
+    StipBundleError
+        If the architecture is missing, not one a STIP family describes, or made
+        for another ``model_type`` than the config's.
+    """
+    try:
+        _, name = architecture_of(config)
+    except ValueError as err:
+        raise StipBundleError(str(err)) from None
+    cls: type[PreTrainedModel] = getattr(transformers, name)
+    expected = getattr(cls.config_class, "model_type", None)
+    if expected != config.model_type:
+        raise StipBundleError(
+            f"architecture {name!r} is for model_type {expected!r} but the config "
+            f"has model_type {config.model_type!r}; expected matching ones"
+        )
+    return cls
+
+
+def _listed(items: list[str], limit: int = 6) -> str:
+    # one readable line even when a whole layer (or every layer) is off
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
+
+
+def _load_problems(info: dict[str, Any]) -> list[str]:
+    """Human-readable mismatches from ``from_pretrained``'s loading info."""
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing tensors {_listed(sorted(info['missing_keys']))}")
+    if info.get("unexpected_keys"):
+        unexpected = sorted(info["unexpected_keys"])
+        problems.append(f"unexpected tensors {_listed(unexpected)}")
+    mismatched = [
+        f"{key} is {tuple(found)} in the checkpoint, {tuple(want)} by config.json"
+        for key, found, want in sorted(info.get("mismatched_keys") or ())
+    ]
+    if mismatched:
+        problems.append(f"shape mismatches {_listed(mismatched, 3)}")
+    problems.extend(
+        f"error {m.strip().splitlines()[0]}"
+        for m in info.get("error_msgs") or ()
+        if m.strip()
+    )
+    return problems
+
+
+def _load_config(path: Path, expected: str) -> Any:
+    if not path.exists():
+        raise StipBundleError(f"{path} does not exist; {expected}")
+    if not path.is_dir():
+        raise StipBundleError(f"{path} is not a directory; {expected}")
+    if not (path / "config.json").is_file():
+        raise StipBundleError(f"{path} has no config.json; {expected}")
+    try:
+        return AutoConfig.from_pretrained(path, local_files_only=True)
+    except Exception as err:  # any unreadable config is bad input, not a bug
+        raise StipBundleError(
+            f"{path / 'config.json'} cannot be read ({_first_line(err)}); {expected}"
+        ) from None
+
+
+def load_checkpoint(path: Path, what: str = "model") -> PreTrainedModel:
+    """A ``save_pretrained`` directory, loaded strictly and only from disk.
+
+    The class is the one ``config.architectures`` names (never an auto class of
+    another head), and every weight of that class must come from the checkpoint:
+    a missing, unexpected or mismatched tensor would otherwise be freshly
+    (randomly) initialised and shipped. Never reaches the hub.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The directory (``config.json`` + safetensors weights).
+    what : str
+        What the directory is meant to be, for error messages.
+
+    Raises
+    ------
+    StipBundleError
+        For any unusable directory; the message names ``path`` and what was
+        expected.
+    """
+    path = Path(path)
+    expected = f"expected a {what} directory written by save_pretrained"
+    with _transformers_quiet():
+        config = _load_config(path, expected)
+        try:
+            family_of(config)
+            cls = architecture_class(config)
+        except ValueError as err:
+            raise StipBundleError(f"{path}: {err}") from None
+        try:
+            loaded: Any = cls.from_pretrained(
+                path,
+                config=config,
+                local_files_only=True,
+                output_loading_info=True,
+                # reported (and refused) below rather than raised without detail
+                ignore_mismatched_sizes=True,
+            )
+        except Exception as err:  # corrupt or unreadable weights are bad input
+            raise StipBundleError(
+                f"{path}: cannot load the {cls.__name__} weights "
+                f"({_first_line(err)}); {expected}"
+            ) from None
+    model, info = loaded  # (model, loading info) with output_loading_info
+    problems = _load_problems(info)
+    if problems:
+        raise StipBundleError(
+            f"{path}: the checkpoint does not match its config.json "
+            f"({cls.__name__}): {'; '.join(problems)}; expected exactly the "
+            "weights of that model"
+        )
+    result: PreTrainedModel = model
+    result.train(False)
+    return result
 
 
 def load_plaintext(path: Path) -> PreTrainedModel:
-    """The developer's trained model, ``from_pretrained`` from a local directory."""
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    family = family_of(config)
-    model: PreTrainedModel = model_class(family).from_pretrained(
-        path, local_files_only=True
-    )
-    model.train(False)
-    return model
+    """The developer's trained model (see :func:`load_checkpoint`)."""
+    return load_checkpoint(path, "trained model")
 
 
 @dataclass(frozen=True)
 class Instance:
-    """Paths of one model instance's bundles."""
+    """Paths of one model instance's bundles.
+
+    ``plaintext_identical`` lists the server tensors the developer tool found
+    bit-identical to the plaintext weights (empty when none or not checked).
+    """
 
     root: Path
+    plaintext_identical: tuple[PlaintextTensor, ...] = ()
 
     @property
     def server(self) -> Path:

@@ -63,6 +63,13 @@ class Family:
         Rotary position embeddings (q/k dimensions stay inside their head slot).
     output : str
         ``"lm"`` (logits over the vocabulary) or ``"classifier"`` (labels).
+    architectures : tuple of str
+        The ``transformers`` model classes (``config.architectures``) whose
+        weights ``rules`` describe; checkpoints of other heads are refused.
+    token_types : str
+        Where token-type (segment) ids are embedded: ``"server"`` (a table of
+        its own that the server holds, permuted: BERT), ``"client"`` (rows of
+        the embedding table the server does not hold: GPT-2) or ``"none"``.
     """
 
     name: str
@@ -71,6 +78,16 @@ class Family:
     client_keys: tuple[str, ...]
     rotary: bool
     output: str
+    architectures: tuple[str, ...]
+    token_types: str = "none"
+
+    def rule_for(self, key: str) -> tuple[Rule, str | None] | None:
+        """The rule describing state-dict entry ``key`` and its layer index."""
+        for rule in self.rules:
+            found = rule.pattern().match(key)
+            if found:
+                return rule, (found.group(1) if found.groups() else None)
+        return None
 
     def attention_layout(self, config: Any) -> AttentionLayout:
         """The head structure of ``config``."""
@@ -128,6 +145,9 @@ GPT2 = Family(
     client_keys=("transformer.wte.weight",),
     rotary=False,
     output="lm",
+    architectures=("GPT2LMHeadModel",),
+    # GPT2Model embeds token types with wte, the table only the data owner holds
+    token_types="client",
 )
 
 
@@ -161,6 +181,7 @@ LLAMA = Family(
     client_keys=("model.embed_tokens.weight",),
     rotary=True,
     output="lm",
+    architectures=("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"),
 )
 
 MIXTRAL = Family(
@@ -183,6 +204,7 @@ MIXTRAL = Family(
     client_keys=("model.embed_tokens.weight",),
     rotary=True,
     output="lm",
+    architectures=("MixtralForCausalLM",),
 )
 
 BERT = Family(
@@ -207,6 +229,8 @@ BERT = Family(
     client_keys=("bert.embeddings.word_embeddings.weight",),
     rotary=False,
     output="classifier",
+    architectures=("BertForSequenceClassification",),
+    token_types="server",
 )
 
 VIT = Family(
@@ -233,6 +257,7 @@ VIT = Family(
     ),
     rotary=False,
     output="classifier",
+    architectures=("ViTForImageClassification",),
 )
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (GPT2, LLAMA, MIXTRAL, BERT, VIT)}
@@ -248,3 +273,40 @@ def family_of(config: Any) -> Family:
     raise ValueError(
         f"model_type {model_type!r} has no STIP family; expected one of {supported}"
     )
+
+
+def supported_architectures() -> list[str]:
+    """Every model class name some family describes, sorted."""
+    return sorted(a for f in FAMILIES.values() for a in f.architectures)
+
+
+def architecture_of(config: Any) -> tuple[Family, str]:
+    """The family and the model class name ``config.architectures`` names.
+
+    Raises
+    ------
+    ValueError
+        If ``config.architectures`` does not name exactly one class, or names one
+        no family describes (another head of a supported model included: its
+        weights would be loaded into a class they do not fit).
+    """
+    names = list(getattr(config, "architectures", None) or [])
+    supported = supported_architectures()
+    if len(names) != 1:
+        raise ValueError(
+            f"config 'architectures' is {names}; expected exactly one of {supported}"
+        )
+    (name,) = names
+    family = next((f for f in FAMILIES.values() if name in f.architectures), None)
+    if family is None:
+        raise ValueError(
+            f"architecture {name!r} is not supported by STIP; expected one of "
+            f"{supported}"
+        )
+    if getattr(config, "model_type", None) not in family.model_types:
+        raise ValueError(
+            f"architecture {name!r} belongs to the {family.name} family but "
+            f"model_type is {getattr(config, 'model_type', None)!r}; expected one "
+            f"of {list(family.model_types)}"
+        )
+    return family, name

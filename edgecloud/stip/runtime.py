@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, DynamicCache, PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
-from edgecloud.stip.bundles import load_user_tensors, model_class
+from edgecloud.stip.bundles import load_checkpoint, load_user_tensors
 from edgecloud.stip.families import Family, family_of
 from edgecloud.stip.transform import permute_features, unpermute_outputs
 
@@ -55,14 +55,11 @@ class StipServer:
     def __init__(
         self, directory: Path, device: str = "cpu", max_sessions: int = 256
     ) -> None:
-        config = AutoConfig.from_pretrained(directory, local_files_only=True)
-        self.family: Family = family_of(config)
-        self.model: PreTrainedModel = (
-            model_class(self.family)
-            .from_pretrained(directory, local_files_only=True)
-            .to(device)
-            .eval()
-        )
+        # strict: a bundle that does not match its config is refused, not
+        # silently completed with random weights
+        model: Any = load_checkpoint(directory, "STIP server bundle")
+        self.model: PreTrainedModel = model.to(device)
+        self.family: Family = family_of(self.model.config)
         self.device = device
         self.max_sessions = max_sessions
         self.sessions: dict[str, _Session] = {}
@@ -87,13 +84,24 @@ class StipServer:
         """Permuted logits of permuted embeddings ``(B, T, d)``, no cache.
 
         ``(B, T, vocab)`` for language models, ``(B, labels)`` for classifiers;
-        ``attention_mask`` ``(B, T)`` marks padding with 0.
+        ``attention_mask`` ``(B, T)`` marks padding with 0. ``token_type_ids``
+        ``(B, T)`` only where the server holds the token-type table (BERT); GPT-2
+        embeds token types with the table only the data owner has, so there they
+        are added by :meth:`StipUser.embed` and refused here.
+
+        Raises
+        ------
+        ValueError
+            For embeddings of the wrong shape, or ``token_type_ids`` for a family
+            whose server cannot embed them.
         """
         if embeds.dim() != 3 or embeds.shape[-1] != self.hidden_size:
             raise ValueError(
                 f"embeddings have shape {tuple(embeds.shape)}; expected "
                 f"(batch, tokens, {self.hidden_size})"
             )
+        if token_type_ids is not None and self.family.token_types != "server":
+            raise ValueError(_token_types_refusal(self.family))
         x = embeds.to(self.device)
         if self.family.name == "vit":
             hidden = x
@@ -176,6 +184,20 @@ class StipServer:
         self.sessions.pop(session_id, None)
 
 
+def _token_types_refusal(family: Family) -> str:
+    if family.token_types == "client":
+        return (
+            f"token_type_ids given to a {family.name} server, which embeds token "
+            "types with the embedding table only the data owner holds (the "
+            "server's rows are zeros); expected them added on the device: "
+            "StipUser.embed(ids, token_type_ids=...)"
+        )
+    return (
+        f"token_type_ids given to a {family.name} server; the model has no "
+        "token-type embedding, expected None"
+    )
+
+
 class StipUser:
     """P3: embeds locally, permutes before upload, un-permutes after download."""
 
@@ -189,10 +211,42 @@ class StipUser:
         self.directory = directory
 
     @torch.no_grad()
-    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Plain embeddings ``(B, T, d)`` of token ids ``(B, T)`` or pixels."""
+    def embed(
+        self, inputs: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Plain embeddings ``(B, T, d)`` of token ids ``(B, T)`` or pixels.
+
+        ``token_type_ids`` ``(B, T)``: families that embed token types with the
+        token table (GPT-2: ``wte(ids) + wte(token_type_ids)``) add them here,
+        because the server does not hold that table. BERT's token types go to
+        :meth:`StipServer.forward`, whose table they index.
+
+        Raises
+        ------
+        ValueError
+            If ``token_type_ids`` are given for a family that does not embed
+            them on the device, or do not match ``inputs`` in shape.
+        """
         out: torch.Tensor = self.embedding(inputs)
-        return out
+        if token_type_ids is None:
+            return out
+        if self.family.token_types != "client":
+            raise ValueError(
+                f"token_type_ids given to a {self.family.name} data owner; "
+                + (
+                    "expected them passed to the server's forward, which holds "
+                    "the token-type table"
+                    if self.family.token_types == "server"
+                    else "the model has no token-type embedding, expected None"
+                )
+            )
+        if token_type_ids.shape != inputs.shape:
+            raise ValueError(
+                f"token_type_ids have shape {tuple(token_type_ids.shape)}; expected "
+                f"the shape of the token ids {tuple(inputs.shape)}"
+            )
+        types: torch.Tensor = self.embedding(token_type_ids)
+        return out + types
 
     def protect(self, embeds: torch.Tensor) -> torch.Tensor:
         """``x @ pi``: what leaves the device."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgecloud.stip.families import Family, Rule, family_of
+from edgecloud.stip.families import Rule, family_of
 from edgecloud.stip.permutations import (
     IndexArray,
     attention_permutations,
@@ -138,14 +138,6 @@ def _apply(
     return out.contiguous()
 
 
-def _match(family: Family, key: str) -> tuple[Rule, str | None] | None:
-    for rule in family.rules:
-        found = rule.pattern().match(key)
-        if found:
-            return rule, (found.group(1) if found.groups() else None)
-    return None
-
-
 def permute_state_dict(
     state: Mapping[str, torch.Tensor], config: Any, perms: PermutationSet
 ) -> dict[str, torch.Tensor]:
@@ -163,7 +155,7 @@ def permute_state_dict(
         if key in family.client_keys:
             out[key] = torch.zeros_like(tensor)
             continue
-        matched = _match(family, key)
+        matched = family.rule_for(key)
         if matched is None:
             raise ValueError(
                 f"weight {key!r} of a {family.name} model matches no STIP rule; "

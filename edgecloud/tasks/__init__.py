@@ -8,8 +8,10 @@ from edgecloud.tasks.base import (
     TrainResult,
     TrainSettings,
     load_numpy_state,
+    split_client_data,
     state_to_numpy,
 )
+from edgecloud.tasks.camera_task import CameraTask
 from edgecloud.tasks.cifar10_cnn import Cifar10Cnn
 from edgecloud.tasks.digits_cnn import DigitsCnn
 from edgecloud.tasks.resnet18_cifar import Resnet18Cifar
@@ -33,6 +35,7 @@ def get_task(name: str) -> Task:
 
 __all__ = [
     "TASKS",
+    "CameraTask",
     "ClientData",
     "EvalResult",
     "SplitModel",
@@ -41,5 +44,6 @@ __all__ = [
     "TrainSettings",
     "get_task",
     "load_numpy_state",
+    "split_client_data",
     "state_to_numpy",
 ]

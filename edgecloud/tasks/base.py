@@ -1,4 +1,4 @@
-"""The task plug-in interface: model (and its split), data, loss, train and evaluate.
+"""The task plug-in interface: model (and its split), data, loss/metric hooks, training.
 
 Tasks never import flwr. The apps turn a task's ``state_dict`` into an ArrayRecord
 with :func:`state_to_numpy` / :func:`load_numpy_state`, the one conversion helper.
@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +24,6 @@ from edgecloud.data.arrays import LabeledArrays, stratified_split
 from edgecloud.data.partitioning import (
     PartitionSpec,
     label_histogram,
-    partition_by_group,
     partition_indices,
 )
 
@@ -96,21 +95,32 @@ class ClientData:
         return label_histogram(labels, self.train.num_classes)
 
 
+def split_client_data(part: LabeledArrays, seed: int, partition_id: int) -> ClientData:
+    """One client's examples, split stratified 80/20 into train and validation.
+
+    The split is seeded with ``seed + partition_id``: every client splits its own
+    part differently, and the same run splits it the same way every time.
+    """
+    train_idx, val_idx = stratified_split(
+        part.labels, VAL_FRACTION, seed + partition_id
+    )
+    return ClientData(partition_id, part.subset(train_idx), part.subset(val_idx))
+
+
 class Task(ABC):
     """A learning task that clients and the server plug in by name.
 
     Subclasses name their model (``build_model``; a :class:`SplitModel` declares the
-    cut point for split learning), load a dataset, and normalise batches. Training
-    and evaluation of a classifier are shared here.
+    cut point for split learning), load a dataset, and normalise batches. Training,
+    evaluation and split learning go through three hooks, :meth:`loss`,
+    :meth:`predict` and :meth:`correct`, whose defaults make a classifier
+    (cross-entropy, argmax, accuracy); a task with another objective overrides them.
     """
 
     name: ClassVar[str]
     datasets: ClassVar[tuple[str, ...]]
     # True if build_model() returns a SplitModel (a cut point for split learning).
     splittable: ClassVar[bool] = False
-    # True if the datasets know each example's camera (partitioning "by-camera",
-    # node config "cameras"); such tasks implement camera_ids().
-    has_cameras: ClassVar[bool] = False
 
     @abstractmethod
     def build_model(self) -> nn.Module:
@@ -121,24 +131,6 @@ class Task(ABC):
         self, dataset: str, train: bool, data_dir: Path, download: bool
     ) -> LabeledArrays:
         """The full training set (``train=True``) or the held-out test set."""
-
-    def camera_ids(
-        self, dataset: str, data_dir: Path, download: bool
-    ) -> npt.NDArray[np.int64]:
-        """Camera id of every example of the training set (``has_cameras`` tasks)."""
-        raise ValueError(
-            f"task {self.name!r} has no cameras; expected a testbed task for "
-            "partitioning 'by-camera' or node config 'cameras'"
-        )
-
-    def load_camera_data(
-        self, dataset: str, cameras: tuple[int, ...], data_dir: Path, download: bool
-    ) -> LabeledArrays:
-        """Every example (training and held-out) of ``cameras`` (camera tasks)."""
-        raise ValueError(
-            f"task {self.name!r} has no cameras; expected a testbed task for node "
-            f"config 'cameras' (got {list(cameras)})"
-        )
 
     def preprocess(self, features: torch.Tensor) -> torch.Tensor:
         """Turn a batch of stored features into model inputs (float32)."""
@@ -153,6 +145,41 @@ class Task(ABC):
             )
         return model.front, model.back
 
+    # --------------------------------------------------------- loss / metrics
+    def loss(
+        self,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+        reduction: Literal["mean", "sum"] = "mean",
+    ) -> torch.Tensor:
+        """The loss of a batch: cross-entropy of ``(B, C)`` logits by default.
+
+        Parameters
+        ----------
+        outputs : torch.Tensor
+            Model outputs of the batch, ``(B, ...)``.
+        targets : torch.Tensor
+            Targets of the batch, ``(B, ...)``.
+        reduction : {"mean", "sum"}
+            As in ``torch.nn`` losses: the mean over the batch (what training
+            minimises) or the sum (evaluation adds batches up exactly; the mean
+            times the batch size differs from it in the last bits).
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar.
+        """
+        return nn.functional.cross_entropy(outputs, targets, reduction=reduction)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Predictions from model outputs: the argmax class of ``(B, C)`` logits."""
+        return outputs.argmax(dim=1)
+
+    def correct(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bool, true where a prediction counts as right (accuracy = mean)."""
+        return predictions == targets
+
     # ------------------------------------------------------------------ data
     def load_client_data(
         self,
@@ -161,16 +188,8 @@ class Task(ABC):
         partition_id: int,
         data_dir: Path,
         download: bool,
-        cameras: tuple[int, ...] | None = None,
     ) -> ClientData:
-        """Partition ``partition_id`` of ``spec``, split 80/20 into train/validation.
-
-        ``cameras`` (a node's own camera set, testbed tasks only) replaces the
-        partitioning: the node trains on exactly those cameras.
-        """
-        if cameras is not None:
-            part = self.load_camera_data(dataset, cameras, data_dir, download)
-            return self._split_client(part, spec.seed, partition_id)
+        """Partition ``partition_id`` of ``spec``, split 80/20 into train/validation."""
         if not 0 <= partition_id < spec.num_partitions:
             raise ValueError(
                 f"partition-id is {partition_id}; expected an integer in "
@@ -178,25 +197,31 @@ class Task(ABC):
             )
         full = self.load_dataset(dataset, True, data_dir, download)
         rows = self._partitions(dataset, spec, data_dir, download)[partition_id]
-        return self._split_client(full.subset(rows), spec.seed, partition_id)
+        return split_client_data(full.subset(rows), spec.seed, partition_id)
 
-    @staticmethod
-    def _split_client(part: LabeledArrays, seed: int, partition_id: int) -> ClientData:
-        train_idx, val_idx = stratified_split(
-            part.labels, VAL_FRACTION, seed + partition_id
-        )
-        return ClientData(partition_id, part.subset(train_idx), part.subset(val_idx))
+    def partition_rows(
+        self, dataset: str, spec: PartitionSpec, data_dir: Path, download: bool
+    ) -> list[npt.NDArray[np.int64]]:
+        """Training-set row indices of every partition of ``spec``.
+
+        The base task partitions by label (IID, Dirichlet, shards); partitioning
+        ``by-camera`` needs a :class:`~edgecloud.tasks.camera_task.CameraTask`.
+        """
+        if spec.method == "by-camera":
+            raise ValueError(
+                f"partitioning 'by-camera' needs a camera id per example but task "
+                f"{self.name!r} has no cameras; expected a camera task (a testbed "
+                "task)"
+            )
+        labels = self.load_dataset(dataset, True, data_dir, download).labels
+        return partition_indices(labels, spec)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 -- tasks are module-level singletons
     def _partitions(
         self, dataset: str, spec: PartitionSpec, data_dir: Path, download: bool
     ) -> list[npt.NDArray[np.int64]]:
-        if spec.method == "by-camera":
-            return partition_by_group(
-                self.camera_ids(dataset, data_dir, download), spec
-            )
-        labels = self.load_dataset(dataset, True, data_dir, download).labels
-        return partition_indices(labels, spec)
+        # Every simulated client of a process asks for the same partitioning.
+        return self.partition_rows(dataset, spec, data_dir, download)
 
     # --------------------------------------------------------- train / eval
     def train(
@@ -215,14 +240,13 @@ class Task(ABC):
         loader = self._loader(
             data, settings.batch_size, shuffle=True, seed=settings.seed
         )
-        criterion = nn.CrossEntropyLoss()
         total_loss, seen = 0.0, 0
         for _ in range(settings.epochs):
-            for features, labels in loader:
+            for features, targets in loader:
                 optimizer.zero_grad()
-                loss = criterion(model(self.preprocess(features)), labels)
-                total_loss += float(loss.detach()) * len(labels)
-                seen += len(labels)
+                loss = self.loss(model(self.preprocess(features)), targets)
+                total_loss += float(loss.detach()) * len(targets)
+                seen += len(targets)
                 if settings.proximal_mu > 0:
                     # FedProx: mu/2 * ||w - w_global||^2 keeps drift bounded
                     prox = sum(
@@ -230,7 +254,7 @@ class Task(ABC):
                         for p, a in zip(model.parameters(), anchor, strict=True)
                     )
                     loss = loss + settings.proximal_mu / 2 * prox
-                loss.backward()
+                torch.autograd.backward([loss])
                 optimizer.step()
         return TrainResult(
             train_loss=total_loss / max(seen, 1),
@@ -243,14 +267,13 @@ class Task(ABC):
     def evaluate(
         self, model: nn.Module, data: LabeledArrays, batch_size: int
     ) -> EvalResult:
-        """Mean cross-entropy and accuracy of ``model`` on ``data``."""
+        """Mean :meth:`loss` and fraction :meth:`correct` of ``model`` on ``data``."""
         model.eval()
-        criterion = nn.CrossEntropyLoss(reduction="sum")
         total_loss, correct = 0.0, 0
-        for features, labels in self._loader(data, batch_size, shuffle=False, seed=0):
-            logits = model(self.preprocess(features))
-            total_loss += float(criterion(logits, labels))
-            correct += int((logits.argmax(dim=1) == labels).sum())
+        for features, targets in self._loader(data, batch_size, shuffle=False, seed=0):
+            outputs = model(self.preprocess(features))
+            total_loss += float(self.loss(outputs, targets, reduction="sum"))
+            correct += int(self.correct(self.predict(outputs), targets).sum())
         n = len(data)
         return EvalResult(
             loss=total_loss / n if n else float("nan"),

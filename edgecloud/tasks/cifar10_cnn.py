@@ -1,4 +1,4 @@
-"""cifar10-cnn: seed 000's CNN on CIFAR-10 (two conv+pool blocks | two FC layers)."""
+"""cifar10-cnn: the split-inference tutorial's CNN on CIFAR-10 (2 conv | 2 FC)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from edgecloud.tasks.base import SplitModel, Task
 
 
 class Cifar10Cnn(Task):
-    """Seed 000's terminal/cloud network.
+    """The split-inference tutorial's terminal/cloud network.
 
     Device part: two (conv 3x3, ReLU, max-pool 2) blocks, ``(B, 3, 32, 32)`` ->
     ``(B, 8192)``. Cloud part: FC 8192->256, ReLU, dropout 0.5, FC 256->10.
     Note the cut carries 8192 float32 = 32 KiB per image, ten times the 3 KiB
-    uint8 image itself: seed 000's "features are 1/10 of the input" is wrong.
+    uint8 image itself: the tutorial's "features are 1/10 of the input" is wrong.
     """
 
     name: ClassVar[str] = "cifar10-cnn"
@@ -27,7 +27,7 @@ class Cifar10Cnn(Task):
     splittable: ClassVar[bool] = True
 
     def build_model(self) -> SplitModel:
-        """Seed 000's terminal model (front) and cloud model (back)."""
+        """The tutorial's terminal model (front) and cloud model (back)."""
         front = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1),  # (B, 64, 32, 32)
             nn.ReLU(),
@@ -52,6 +52,6 @@ class Cifar10Cnn(Task):
         return load_cifar10(data_dir, train, download)
 
     def preprocess(self, features: torch.Tensor) -> torch.Tensor:
-        """Map uint8 pixels to [-1, 1] like seed 000's Normalize(0.5, 0.5)."""
-        # uint8 (B, 3, 32, 32) -> float in [-1, 1], seed 000's Normalize(0.5, 0.5)
+        """Map uint8 pixels to [-1, 1] like the tutorial's Normalize(0.5, 0.5)."""
+        # uint8 (B, 3, 32, 32) -> float in [-1, 1]
         return (features.float() / 255.0 - 0.5) / 0.5

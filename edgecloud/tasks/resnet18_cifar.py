@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 from edgecloud.data.arrays import LabeledArrays
 from edgecloud.data.cifar10 import load_cifar10
@@ -33,6 +32,10 @@ class Resnet18Cifar(Task):
 
     def build_model(self) -> SplitModel:
         """ResNet-18 of torchvision (10 classes), CIFAR stem, cut after layer2."""
+        # Imported here: torchvision takes ~1 s to import, and every ClientApp
+        # process imports the task registry whatever task it runs.
+        from torchvision.models import resnet18
+
         net = resnet18(weights=None, num_classes=10)
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         front = nn.Sequential(net.conv1, net.bn1, net.relu, net.layer1, net.layer2)

@@ -10,8 +10,8 @@ exact: one client reproduces centralised training of the unsplit model.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,9 +20,13 @@ import torch
 from torch import nn
 
 from edgecloud.data.arrays import LabeledArrays
-from edgecloud.tasks.base import SplitModel, Task
+from edgecloud.tasks.base import SplitModel, Task, load_numpy_state, state_to_numpy
 
 NDArray = npt.NDArray[Any]
+# The task hooks the server side needs (Task.loss, Task.predict): injected by
+# TaskSplitOps.server_side so that the cloud part computes the task's own loss.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PredictFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def ushaped_parts(model: SplitModel) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -144,11 +148,13 @@ class DeviceSide:
 
     @torch.no_grad()
     def head_predictions(self, middle_out: NDArray) -> NDArray:
-        """Split inference, U-shaped: class predictions from the middle's output."""
+        """Split inference, U-shaped: the task's predictions from the middle output."""
         if self.head is None:
             raise ValueError("this device side has no head (not a U-shaped split)")
         self.head.eval()
-        out: NDArray = self.head(torch.from_numpy(middle_out)).argmax(dim=1).numpy()
+        out: NDArray = self.task.predict(
+            self.head(torch.from_numpy(middle_out))
+        ).numpy()
         return out
 
     def apply_gradient(self, step: int, grad: NDArray) -> None:
@@ -180,7 +186,7 @@ class DeviceSide:
                 f"middle output has {middle_out.shape[0]} rows; expected {len(y)}"
             )
         m = torch.from_numpy(middle_out).requires_grad_(True)
-        loss = nn.functional.cross_entropy(self.head(m), y)
+        loss = self.task.loss(self.head(m), y)
         self.head_optimizer.zero_grad()
         torch.autograd.backward([loss])
         self.head_optimizer.step()
@@ -193,31 +199,30 @@ class ServerSide:
     """The cloud part of one model copy and its optimizer.
 
     ``module`` is a view into ``owner``, the full model, whose state-dict keys are
-    the ones the strategy aggregates.
+    the ones the strategy aggregates. ``loss_fn`` and ``predict_fn`` are the task's
+    :meth:`~edgecloud.tasks.base.Task.loss` and
+    :meth:`~edgecloud.tasks.base.Task.predict`.
     """
 
     module: nn.Module
     optimizer: torch.optim.Optimizer
     owner: nn.Module
+    loss_fn: LossFn = field(kw_only=True)
+    predict_fn: PredictFn = field(kw_only=True)
 
     def full_state(self) -> dict[str, NDArray]:
         """The owner model's state (only the cloud keys are current)."""
-        return {
-            k: v.detach().cpu().numpy().copy()
-            for k, v in self.owner.state_dict().items()
-        }
+        return state_to_numpy(self.owner)
 
     def load_full_state(self, state: dict[str, NDArray]) -> None:
         """Load a full-model state into the owner (optimizer state is kept)."""
-        self.owner.load_state_dict(
-            {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
-        )
+        load_numpy_state(self.owner, state)
 
     def loss_step(self, activations: NDArray, labels: NDArray) -> tuple[NDArray, float]:
-        """Split / SplitFed: loss on the server; return d loss / d activations."""
+        """Split / SplitFed: the task's loss on the server; return d loss / d input."""
         self.module.train()
         a = torch.from_numpy(activations).requires_grad_(True)
-        loss = nn.functional.cross_entropy(self.module(a), torch.from_numpy(labels))
+        loss = self.loss_fn(self.module(a), torch.from_numpy(labels))
         self.optimizer.zero_grad()
         torch.autograd.backward([loss])
         self.optimizer.step()
@@ -226,10 +231,10 @@ class ServerSide:
 
     @torch.no_grad()
     def infer(self, activations: NDArray, predictions: bool) -> NDArray:
-        """Split inference in eval mode: class predictions, or (U-shaped) outputs."""
+        """Split inference (eval mode): the task's predictions, or U-shaped outputs."""
         self.module.eval()
         out = self.module(torch.from_numpy(activations))
-        result: NDArray = out.argmax(dim=1).numpy() if predictions else out.numpy()
+        result: NDArray = self.predict_fn(out).numpy() if predictions else out.numpy()
         return result
 
     @torch.no_grad()
@@ -304,9 +309,7 @@ class TaskSplitOps:
         if not isinstance(model, SplitModel):
             raise TypeError(f"task {self.task.name!r} declares no cut point")
         if state is not None:
-            model.load_state_dict(
-                {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
-            )
+            load_numpy_state(model, state)
         return model
 
     def device_keys(self, ushaped: bool) -> list[str]:
@@ -314,9 +317,15 @@ class TaskSplitOps:
         return device_keys(self.new_model(), ushaped)
 
     def server_side(self, model: SplitModel, ushaped: bool) -> ServerSide:
-        """The cloud part of ``model`` with a fresh optimizer."""
+        """The cloud part of ``model`` with a fresh optimizer and the task's hooks."""
         module = server_module(model, ushaped)
-        return ServerSide(module, make_optimizer(module, self.lr, self.momentum), model)
+        return ServerSide(
+            module,
+            make_optimizer(module, self.lr, self.momentum),
+            model,
+            loss_fn=self.task.loss,
+            predict_fn=self.task.predict,
+        )
 
     def evaluate(self, state: dict[str, NDArray]) -> dict[str, float]:
         """Loss and accuracy of the assembled model on the held-out test set."""

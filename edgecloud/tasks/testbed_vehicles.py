@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from edgecloud.data.arrays import LabeledArrays
-from edgecloud.data.testbed import FrameSamples, ensure_testbed, load_samples, preset
-from edgecloud.data.testbed.models import SPECS, FrameCnn
-from edgecloud.data.testbed.samples import COUNT_CLASSES
-from edgecloud.tasks.base import SplitModel, Task
+from edgecloud.data.testbed.config import preset
+from edgecloud.data.testbed.samples import COUNT_CLASSES, FrameSamples, load_samples
+from edgecloud.models.frame_cnn import SPECS, FrameCnn
+from edgecloud.tasks.base import SplitModel
+from edgecloud.tasks.camera_task import CameraTask
 
 # Dataset name -> (testbed preset, use every k-th frame). The testbed is generated
 # into <data-dir>/<dataset>/ on first use (deterministic and offline).
@@ -33,7 +34,7 @@ TESTBED_DATASETS: dict[str, tuple[str, int]] = {
 _MEAN, _STD = 0.42, 0.25
 
 
-class TestbedVehicles(Task):
+class TestbedVehicles(CameraTask):
     """The vehicle counter's CNN as a split model: 3 conv stages on the device.
 
     Input ``(B, 3, 120, 160)`` uint8 frames; smashed data ``(B, 48, 15, 20)``; output
@@ -44,7 +45,6 @@ class TestbedVehicles(Task):
     name: ClassVar[str] = "testbed-vehicles"
     datasets: ClassVar[tuple[str, ...]] = tuple(TESTBED_DATASETS)
     splittable: ClassVar[bool] = True
-    has_cameras: ClassVar[bool] = True
 
     def build_model(self) -> SplitModel:
         """The ``vehicle-counter`` black-box architecture, cut after stage 3."""
@@ -98,6 +98,10 @@ def _samples(dataset: str, data_dir: Path) -> FrameSamples:
         raise ValueError(
             f"dataset {dataset!r} unknown; expected one of {sorted(TESTBED_DATASETS)}"
         )
+    # Imported here: generating and reading the testbed needs PyAV, which only
+    # processes that load testbed data should import.
+    from edgecloud.data.testbed.generate import ensure_testbed
+
     name, every = TESTBED_DATASETS[dataset]
     cfg = preset(name)
     testbed = ensure_testbed(cfg, data_dir / dataset)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecloud.local_simulation import run_local_simulation
+from edgecloud.local_simulation import run_local_simulations
 from edgecloud.results import latest_checkpoint, load_checkpoint
 from tests.e2e.helpers import read_outputs
 
@@ -23,10 +23,9 @@ KILL_AFTER = 2
 _SCRIPT = """
 import sys
 from edgecloud.local_simulation import run_local_simulation
-from edgecloud.results import latest_checkpoint, load_checkpoint
 run_local_simulation(
-    {{"num-server-rounds": {rounds}, "strategy": "fedadam", "output-dir": sys.argv[1],
-      "resume": {resume}}},
+    {{"num-server-rounds": {rounds}, "fl.strategy": "fedadam",
+      "output-dir": sys.argv[1], "resume": {resume}}},
     num_supernodes=3,
 )
 """
@@ -75,18 +74,28 @@ def test_resume_after_kill_completes_all_rounds(tmp_path: Path) -> None:
     resumed_from = load_checkpoint(last_checkpoint).round
     assert KILL_AFTER <= resumed_from < ROUNDS
 
-    # Execute: the same command with resume=true
-    run_local_simulation(
+    # Execute: the same command with resume=true; in the same simulation, a
+    # resume=true run in a directory without checkpoints
+    fresh = tmp_path / "fresh"
+    errors = run_local_simulations(
         {
-            "num-server-rounds": ROUNDS,
-            "strategy": "fedadam",
-            "output-dir": str(output_dir),
-            "resume": True,
+            "resumed": {
+                "num-server-rounds": ROUNDS,
+                "fl.strategy": "fedadam",
+                "output-dir": str(output_dir),
+                "resume": True,
+            },
+            "nothing-to-resume": {
+                "num-server-rounds": 1,
+                "output-dir": str(fresh),
+                "resume": True,
+            },
         },
         num_supernodes=3,
     )
 
     # Assert: as many completed rounds as an uninterrupted run, none repeated
+    assert errors == {"resumed": None, "nothing-to-resume": None}
     results = read_outputs(output_dir)
     assert results["status"] == "completed"
     assert results["completed_rounds"] == ROUNDS
@@ -94,15 +103,7 @@ def test_resume_after_kill_completes_all_rounds(tmp_path: Path) -> None:
     assert results["resumed_from_round"] == resumed_from
     final = results["rounds"][-1]
     assert final["central_accuracy"] > results["rounds"][0]["central_accuracy"]
-
-
-def test_resume_with_nothing_to_resume_starts_fresh(tmp_path: Path) -> None:
-    # Execute
-    run_local_simulation(
-        {"num-server-rounds": 1, "output-dir": str(tmp_path), "resume": True},
-        num_supernodes=2,
-    )
-
-    # Assert
-    results = read_outputs(tmp_path)
-    assert results["completed_rounds"] == 1 and results["resumed_from_round"] is None
+    # resume=true with nothing to resume starts fresh
+    started_fresh = read_outputs(fresh)
+    assert started_fresh["completed_rounds"] == 1
+    assert started_fresh["resumed_from_round"] is None

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, Message
+from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 from transformers import PreTrainedTokenizerFast
 
-from edgecloud.client_stip import stip_step
+from edgecloud.capabilities.stip import keys as k
+from edgecloud.capabilities.stip.client import stip_step
 from edgecloud.deploy.flwr_cli import (
     FINISHED_COMPLETED,
     flwr,
@@ -28,8 +28,8 @@ from edgecloud.deploy.flwr_cli import (
     wait_for_run,
 )
 from edgecloud.local_simulation import PROJECT_DIR, run_local_simulation
-from edgecloud.protocol import STIP_EMBEDS
 from edgecloud.stip.developer import make_instances
+from tests.e2e.helpers import read_outputs
 from tests.stip_models import VOCAB, tiny_model
 
 pytestmark = pytest.mark.slow
@@ -54,22 +54,32 @@ def _plaintext_text(family: str, prompt: str, n: int) -> str:
     return " ".join(f"w{t}" for t in out[0, ids.shape[1] :].tolist())
 
 
-class _Recorder:
-    """A ClientApp that saves every embedding it sends (clients run in Ray actors,
-    so the record goes through files)."""
+class _DataOwners:
+    """The real data owner's handler on every node; partition 2 is faulty.
+
+    Partitions 0 and 1 save every embedding they send (clients run in Ray
+    actors, so the record goes through files); partition 2 answers with the wrong
+    embedding width and must be dropped without touching the other sessions.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.app = ClientApp()
-        self.app.query("stip_step")(self._step)
+        self.app.query(k.STEP_ACTION)(self._step)
 
     def _step(self, msg: Message, context: Context) -> Message:
         reply = stip_step(msg, context)
-        if STIP_EMBEDS in reply.content.array_records:
-            sent = reply.content.array_records[STIP_EMBEDS]["embeds"].numpy()
-            name = f"{context.node_id}-{msg.metadata.group_id}.npy"
-            np.save(self.directory / name, sent, allow_pickle=False)
+        if k.EMBEDS not in reply.content.array_records:
+            return reply
+        if context.node_config["partition-id"] == 2:
+            reply.content[k.EMBEDS] = ArrayRecord(
+                {k.EMBEDS_ARRAY: Array(np.zeros((1, 5), np.float32))}
+            )
+            return reply
+        sent = reply.content.array_records[k.EMBEDS][k.EMBEDS_ARRAY].numpy()
+        name = f"{context.node_id}-{msg.content.config_records[k.CONTROL][k.ROUND]}.npy"
+        np.save(self.directory / name, sent, allow_pickle=False)
         return reply
 
     @property
@@ -80,43 +90,49 @@ class _Recorder:
 
 
 # GPT-2 goes through `flwr run .` below; LLaMA-GQA through the simulation engine.
-@pytest.mark.parametrize("family", ["llama"])
-def test_simulation_generation_equals_plaintext_and_server_sees_no_plaintext(
-    tmp_path: Path, family: str
+def test_simulation_generates_plaintext_text_drops_a_bad_owner_and_leaks_nothing(
+    tmp_path: Path,
 ) -> None:
     # Prepare: developer tool on a saved random tiny model with a tokenizer
+    family = "llama"
     _save_with_tokenizer(family, tmp_path / "model")
     (instance,) = make_instances(tmp_path / "model", tmp_path / "bundles", seed=4)
-    recorder = _Recorder(tmp_path / "sent")
+    owners = _DataOwners(tmp_path / "sent")
     out = tmp_path / "clients"
 
-    # Execute: strategy=secure-inference on the simulation engine, 2 SuperNodes
+    # Execute: capability=stip on the simulation engine, 3 SuperNodes
     run_local_simulation(
         {
-            "strategy": "secure-inference",
-            "stip-server-bundle": str(instance.server),
-            "stip-user-bundle": str(instance.user),
-            "stip-prompt": PROMPTS[0],
-            "stip-max-new-tokens": 32,
-            "stip-output-dir": str(out),
+            "capability": "stip",
+            "stip.server-bundle": str(instance.server),
+            "stip.user-bundle": str(instance.user),
+            "stip.prompt": PROMPTS[0],
+            "stip.max-new-tokens": 32,
+            "stip.output-dir": str(out),
             "output-dir": str(tmp_path / "server"),
         },
-        num_supernodes=2,
-        client_app=recorder.app,
+        num_supernodes=3,
+        client_app=owners.app,
     )
 
-    # Assert: both clients generated exactly the plaintext continuation
+    # Assert: both good owners generated exactly the plaintext continuation
     expected = _plaintext_text(family, PROMPTS[0], 32)
     for partition in (0, 1):
         record = json.loads((out / f"stip-partition-{partition}.json").read_text())
         assert record["text"] == expected
-    summary = json.loads((tmp_path / "server" / "stip_results.json").read_text())
-    assert summary["summary"]["generated_tokens"] == 64
-    assert summary["summary"]["rounds"] == 33
+    assert not (out / "stip-partition-2.json").exists()
+    # the faulty one was dropped at the first exchange; the others went on
+    results = read_outputs(tmp_path / "server", checkpoints=False)
+    summary = results["summary"]
+    assert summary["generated-tokens"] == 64
+    assert summary["rounds"] == 33
+    assert len(summary["dropped-nodes"]) == 1
+    assert [r["failures"] for r in results["rounds"][:2]] == [1, 0]
+    assert results["rounds"][1]["extra"]["clients"] == 2
     # Nothing the server received equals any plaintext embedding
     table = tiny_model(family).get_input_embeddings().weight.detach().numpy()
-    sent_arrays = recorder.sent
-    assert len(sent_arrays) == 2 * 32  # prompt + 31 tokens per client
+    sent_arrays = owners.sent
+    assert len(sent_arrays) == 2 * 32  # prompt + 31 tokens per good owner
     for sent in sent_arrays:
         for row in sent:
             assert not np.any(np.all(np.isclose(table, row, atol=0), axis=1))
@@ -140,9 +156,9 @@ def test_flwr_run_serves_two_supernodes_and_text_equals_plaintext(
         PROJECT_DIR,
         "local",
         local_env,
-        f'strategy="secure-inference" stip-server-bundle="{instance.server}" '
-        f'stip-user-bundle="{instance.user}" stip-prompt="{PROMPTS[1]}" '
-        f'stip-max-new-tokens=16 stip-output-dir="{out}" '
+        f'capability="stip" stip.server-bundle="{instance.server}" '
+        f'stip.user-bundle="{instance.user}" stip.prompt="{PROMPTS[1]}" '
+        f'stip.max-new-tokens=16 stip.output-dir="{out}" '
         f'output-dir="{tmp_path / "server"}"',
     )
     status = wait_for_run(run_id, "local", local_env, timeout=600, stream_logs=False)
@@ -152,47 +168,3 @@ def test_flwr_run_serves_two_supernodes_and_text_equals_plaintext(
     expected = _plaintext_text("gpt2", PROMPTS[1], 16)
     texts = [json.loads(p.read_text())["text"] for p in sorted(out.glob("*.json"))]
     assert texts == [expected, expected]
-
-
-def test_bad_client_reply_is_dropped_without_touching_other_sessions(
-    tmp_path: Path,
-) -> None:
-    # Prepare: node 1 answers with the wrong embedding width
-    _save_with_tokenizer("llama", tmp_path / "model")
-    (instance,) = make_instances(tmp_path / "model", tmp_path / "bundles", seed=4)
-    app = ClientApp()
-
-    @app.query("stip_step")
-    def _step(msg: Message, context: Context) -> Message:
-        reply: Any = stip_step(msg, context)
-        if (
-            context.node_config["partition-id"] == 1
-            and STIP_EMBEDS in reply.content.array_records
-        ):
-            from flwr.app import Array, ArrayRecord
-
-            reply.content[STIP_EMBEDS] = ArrayRecord(
-                {"embeds": Array(np.zeros((1, 5), np.float32))}
-            )
-        return reply
-
-    # Execute
-    run_local_simulation(
-        {
-            "strategy": "secure-inference",
-            "stip-server-bundle": str(instance.server),
-            "stip-user-bundle": str(instance.user),
-            "stip-prompt": PROMPTS[0],
-            "stip-max-new-tokens": 4,
-            "stip-output-dir": str(tmp_path / "clients"),
-            "output-dir": str(tmp_path / "server"),
-        },
-        num_supernodes=2,
-        client_app=app,
-    )
-
-    # Assert: node 1 dropped in round 1, node 0 still generated the right text
-    summary = json.loads((tmp_path / "server" / "stip_results.json").read_text())
-    assert len(summary["dropped_nodes"]) == 1
-    record = json.loads((tmp_path / "clients" / "stip-partition-0.json").read_text())
-    assert record["text"] == _plaintext_text("llama", PROMPTS[0], 4)

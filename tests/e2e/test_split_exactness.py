@@ -15,11 +15,13 @@ from edgecloud.local_simulation import make_run_config, run_local_simulations
 from edgecloud.results import latest_checkpoint, load_checkpoint
 from edgecloud.tasks import get_task, state_to_numpy
 from edgecloud.tasks.split_steps import batch_schedule
+from edgecloud.workflow.seeds import client_round_seed
 
 pytestmark = pytest.mark.slow
 
 ROUNDS = 2
 SHARED = {
+    "capability": "split",
     "num-server-rounds": ROUNDS,
     "local-epochs": 1,
     "batch-size": 64,
@@ -37,14 +39,14 @@ def _centralised(config: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         "digits", PartitionSpec("iid", 1, config["seed"]), 0, Path("."), False
     ).train
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config["split-lr"], momentum=config["momentum"]
+        model.parameters(), lr=config["split.lr"], momentum=config["momentum"]
     )
     for rnd in range(1, ROUNDS + 1):
         schedule = batch_schedule(
             len(data),
             config["batch-size"],
             config["local-epochs"],
-            config["seed"] + 7919 * rnd,
+            client_round_seed(config["seed"], rnd, 0),
         )
         for rows in schedule:
             x = task.preprocess(torch.from_numpy(data.features[rows]))
@@ -61,13 +63,13 @@ def _centralised(config: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
 def final_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("exact")
     runs: dict[str, dict[str, Any]] = {
-        mode: {"strategy": mode, "output-dir": str(root / mode)} for mode in MODES
+        mode: {"split.mode": mode, "output-dir": str(root / mode)} for mode in MODES
     }
-    # seed 002's "several local iterations, then aggregate": the client keeps its
-    # own front between syncs (round 2 starts from local state, not the server's)
+    # the split-based FL notes' "several local iterations, then aggregate": the
+    # client keeps its own front between syncs (round 2 starts from local state)
     runs["splitfed-v1-sync2"] = {
-        "strategy": "splitfed-v1",
-        "split-sync-interval": 2,
+        "split.mode": "splitfed-v1",
+        "split.sync-interval": 2,
         "output-dir": str(root / "splitfed-v1-sync2"),
     }
     errors = run_local_simulations(runs, shared=SHARED, num_supernodes=1)

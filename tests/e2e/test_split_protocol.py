@@ -1,78 +1,39 @@
-"""Split learning in simulation and on a real TLS SuperLink: drops, ciphertext only."""
+"""What the SuperLink relays for split learning: ciphertext only.
+
+Encrypted and unencrypted (control) runs share one simulation: encryption is the
+server's choice, the clients follow it. (Drops: test_failures_and_config.py; a
+real TLS deployment: test_deployment.py.)
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from flwr.app import Context, Message
-from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from edgecloud.client_app import app as edgecloud_client_app
 from edgecloud.data.partitioning import PartitionSpec
-from edgecloud.deploy.flwr_cli import FINISHED_COMPLETED
-from edgecloud.local_simulation import (
-    _ConfiguredClientApp,
-    make_run_config,
-    run_local_simulation,
-)
+from edgecloud.local_simulation import _ConfiguredClientApp, make_run_config
 from edgecloud.server_app import main as edgecloud_server_main
 from edgecloud.tasks import get_task
 from edgecloud.tasks.split_steps import batch_schedule
-from tests.e2e.helpers import read_outputs, run_on_local_federation
+from edgecloud.workflow.seeds import client_round_seed
 
 pytestmark = pytest.mark.slow
 
-FAST = {"local-epochs": 1, "batch-size": 64, "num-server-rounds": 1}
-
-
-class _DropsMidRound(ClientApp):
-    """Partition 0 crashes at its 4th split message; the others are the real app."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def __call__(self, message: Message, context: Context) -> Message:
-        split = message.content.config_records.get("split")
-        if (
-            split is not None
-            and context.node_config["partition-id"] == 0
-            and split["exchange"] == 3
-        ):
-            raise ConnectionError("device lost its network mid-round")
-        return edgecloud_client_app(message, context)
-
-
-def test_splitfed_v1_survives_a_client_dropping_mid_round(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Prepare
-    logging.getLogger("flwr").addHandler(caplog.handler)
-
-    # Execute
-    try:
-        run_local_simulation(
-            {**FAST, "strategy": "splitfed-v1", "output-dir": str(tmp_path)},
-            num_supernodes=3,
-            client_app=_DropsMidRound(),
-        )
-    finally:
-        logging.getLogger("flwr").removeHandler(caplog.handler)
-
-    # Assert: the round finished with the two others, the drop was logged
-    results = read_outputs(tmp_path)
-    final = results["rounds"][-1]
-    assert results["status"] == "completed"
-    assert final["train_replies"] == 2 and final["failures"] == 1
-    assert final["central_accuracy"] > results["rounds"][0]["central_accuracy"]
-    assert "dropping node" in caplog.text and "at exchange 3" in caplog.text
+FAST = {
+    "capability": "split",
+    "split.mode": "splitfed-v1",
+    "local-epochs": 1,
+    "batch-size": 64,
+    "num-server-rounds": 1,
+}
 
 
 def _first_activations(
@@ -93,48 +54,62 @@ def _first_activations(
         len(data),
         config["batch-size"],
         config["local-epochs"],
-        config["seed"] + 7919 + partition,
+        client_round_seed(config["seed"], 1, partition),
     )[0]
     with torch.no_grad():
         x = task.preprocess(torch.from_numpy(data.features[rows]))
         return model.front(x).numpy().tobytes()
 
 
-def _replies_seen_by_server(overrides: dict[str, Any], tmp_path: Path) -> list[bytes]:
-    """Run splitfed-v1 for one round, keeping every reply's raw record bytes."""
-    config = make_run_config({**FAST, **overrides, "output-dir": str(tmp_path)})
-    seen: list[bytes] = []
+class _RecordingGrid:
+    """Keeps the raw bytes of every record value of every reply."""
 
-    class _RecordingGrid:
-        def __init__(self, grid: Grid) -> None:
-            self._grid = grid
+    def __init__(self, grid: Grid, seen: list[bytes]) -> None:
+        self._grid, self._seen = grid, seen
 
-        def send_and_receive(
-            self, messages: Iterable[Message], **kw: Any
-        ) -> list[Message]:
-            replies = list(self._grid.send_and_receive(messages, **kw))
-            for reply in replies:
-                if not reply.has_error():
-                    for record in reply.content.values():
-                        for value in record.values():
-                            data = getattr(value, "data", value)
-                            if isinstance(data, bytes):
-                                seen.append(data)
-            return replies
+    def send_and_receive(self, messages: Iterable[Message], **kw: Any) -> list[Message]:
+        replies = list(self._grid.send_and_receive(messages, **kw))
+        for reply in replies:
+            if not reply.has_error():
+                for record in reply.content.values():
+                    for value in record.values():
+                        data = getattr(value, "data", value)
+                        if isinstance(data, bytes):
+                            self._seen.append(data)
+        return replies
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._grid, name)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
 
+
+@pytest.fixture(scope="module")
+def seen_by_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[bool, list[bytes]]:
+    """Run splitfed-v1 once encrypted, once not; every reply's raw record bytes."""
+    root = tmp_path_factory.mktemp("ciphertext")
+    configs = {
+        encrypted: make_run_config(
+            {
+                **FAST,
+                "split.channel-encryption": encrypted,
+                "output-dir": str(root / str(encrypted)),
+            }
+        )
+        for encrypted in (True, False)
+    }
+    seen: dict[bool, list[bytes]] = {True: [], False: []}
     server = ServerApp()
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        context.run_config = dict(config)
-        edgecloud_server_main(_RecordingGrid(grid), context)  # type: ignore[arg-type]
+        for encrypted, config in configs.items():
+            context.run_config = dict(config)
+            edgecloud_server_main(_RecordingGrid(grid, seen[encrypted]), context)  # type: ignore[arg-type]
 
     run_simulation(
         server_app=server,
-        client_app=_ConfiguredClientApp(edgecloud_client_app, config),
+        client_app=_ConfiguredClientApp(edgecloud_client_app, configs[True]),
         num_supernodes=2,
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
     )
@@ -144,14 +119,13 @@ def _replies_seen_by_server(overrides: dict[str, Any], tmp_path: Path) -> list[b
 @pytest.mark.parametrize(
     "encrypted", [True, False], ids=["encrypted", "plaintext-control"]
 )
-def test_replies_hold_no_plaintext_activations(tmp_path: Path, encrypted: bool) -> None:
+def test_replies_hold_no_plaintext_activations(
+    seen_by_server: dict[bool, list[bytes]], encrypted: bool
+) -> None:
     # Prepare
-    overrides = {"strategy": "splitfed-v1", "channel-encryption": encrypted}
-    config = make_run_config({**FAST, **overrides})
+    config = make_run_config(FAST)
     plaintext = [_first_activations(config, p, 2) for p in (0, 1)]
-
-    # Execute
-    seen = _replies_seen_by_server(overrides, tmp_path)
+    seen = seen_by_server[encrypted]
 
     # Assert: any 64-byte window of the activations would betray them
     windows = [a[i : i + 64] for a in plaintext for i in range(0, len(a) - 64, 997)]
@@ -161,28 +135,3 @@ def test_replies_hold_no_plaintext_activations(tmp_path: Path, encrypted: bool) 
         assert not found, "plaintext activations reached the server's replies"
     else:  # the control shows the check would catch plaintext
         assert found
-
-
-def test_splitfed_v1_round_on_a_tls_superlink_with_two_supernodes(
-    tmp_path: Path,
-) -> None:
-    # Prepare
-    out = tmp_path / "outputs"
-
-    # Execute
-    status = run_on_local_federation(
-        tmp_path,
-        f'strategy="splitfed-v1" num-server-rounds=1 local-epochs=1 batch-size=128 '
-        f'output-dir="{out}"',
-        timeout=900,
-        num_supernodes=2,
-        tls=True,
-        supernode_auth=True,
-    )
-
-    # Assert
-    assert status["status"] == FINISHED_COMPLETED, status
-    results = read_outputs(out)
-    assert results["completed_rounds"] == 1
-    assert results["rounds"][-1]["train_replies"] == 2
-    assert np.isfinite(results["rounds"][-1]["central_loss"])

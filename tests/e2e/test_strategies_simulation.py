@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from edgecloud.capabilities.fl.baselines import BASELINE_NAMES
 from edgecloud.local_simulation import run_local_simulations
-from edgecloud.strategies import BASELINE_NAMES
 from tests.e2e.helpers import read_outputs
 
 pytestmark = pytest.mark.slow
@@ -17,22 +17,29 @@ pytestmark = pytest.mark.slow
 # Wrapped variants: server-side DP and 8-bit updates run beside the baselines; the
 # client-side DP modes change what clients do, so they get their own simulation.
 WRAPPED: dict[str, dict[str, Any]] = {
-    "fedavg+dp-server-fixed": {"dp-mode": "server-fixed"},
-    "fedavg+dp-server-adaptive": {"dp-mode": "server-adaptive"},
-    "fedadam+quantized-8": {"strategy": "fedadam", "update-quantization-bits": 8},
-    "fedprox+quantized-16": {"strategy": "fedprox", "update-quantization-bits": 16},
+    "fedavg+dp-server-fixed": {"fl.dp-mode": "server-fixed"},
+    "fedavg+dp-server-adaptive": {"fl.dp-mode": "server-adaptive"},
+    "fedadam+quantized-8": {
+        "fl.strategy": "fedadam",
+        "fl.update-quantization-bits": 8,
+    },
+    "fedprox+quantized-16": {
+        "fl.strategy": "fedprox",
+        "fl.update-quantization-bits": 16,
+    },
 }
 CLIENT_SIDE_DP = ("client-fixed", "client-adaptive", "local")
+# Federated evaluation is the same for every strategy (and runs in the unit test of
+# each strategy on a fake grid and in the main job); the engine runs train only.
+SHARED = {"num-server-rounds": 2, "fl.fraction-evaluate": 0.0}
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Path]]:
     root = tmp_path_factory.mktemp("strategies")
-    runs = {name: {"strategy": name} for name in BASELINE_NAMES} | WRAPPED
+    runs = {name: {"fl.strategy": name} for name in BASELINE_NAMES} | WRAPPED
     runs = {n: {**r, "output-dir": str(root / n)} for n, r in runs.items()}
-    errors = run_local_simulations(
-        runs, shared={"num-server-rounds": 2}, num_supernodes=4
-    )
+    errors = run_local_simulations(runs, shared=SHARED, num_supernodes=3)
     found = {n: (errors[n], root / n) for n in runs}
     for mode in CLIENT_SIDE_DP:
         name = f"fedavg+dp-{mode}"
@@ -41,7 +48,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, P
             # local DP's default epsilon=10 noises every weight with std ~0.5, which
             # can blow a 2-round model up to NaN (Flower's noise is unseeded): this
             # test checks the plumbing, so it uses a mild budget.
-            shared={"num-server-rounds": 2, "dp-mode": mode, "dp-epsilon": 1000.0},
+            shared={**SHARED, "fl.dp-mode": mode, "fl.dp-epsilon": 1000.0},
             num_supernodes=3,
         )
         found[name] = (errors[name], root / name)

@@ -15,7 +15,7 @@ from edgecloud.data.testbed import ensure_testbed, load_samples, preset
 from edgecloud.deploy.flwr_cli import FINISHED_COMPLETED
 from edgecloud.local_simulation import run_local_simulations
 from edgecloud.tasks.testbed_vehicles import TESTBED_DATASETS
-from tests.e2e.helpers import read_outputs, run_on_local_federation
+from tests.e2e.helpers import local_federation, read_outputs, run_on
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,12 @@ def test_by_camera_partitioning_trains_fedavg_and_splitfed(tmp_path: Path) -> No
     # Prepare: 2 clients, the tiny testbed's two training cameras, one each
     data_dir = tmp_path / "data"
     runs = {
-        name: {"strategy": name, "output-dir": str(tmp_path / name)}
-        for name in ("fedavg", "splitfed-v1")
+        "fedavg": {"output-dir": str(tmp_path / "fedavg")},
+        "splitfed-v1": {
+            "capability": "split",
+            "split.mode": "splitfed-v1",
+            "output-dir": str(tmp_path / "splitfed-v1"),
+        },
     }
 
     # Execute
@@ -65,22 +69,28 @@ def test_by_camera_partitioning_trains_fedavg_and_splitfed(tmp_path: Path) -> No
 
 
 def test_supernodes_get_their_cameras_from_node_config(tmp_path: Path) -> None:
-    # Prepare: a real SuperLink and two SuperNodes, node 1 holds cameras 1 and 2
+    # Prepare: a real insecure SuperLink and two SuperNodes; node 1 holds cameras
+    # 1 and 2 (the insecure deployment's test: a first try on a trusted network)
     data_dir = tmp_path / "data"
     out = tmp_path / "outputs"
 
     # Execute
-    status = run_on_local_federation(
+    with local_federation(
         tmp_path,
-        f'task="testbed-vehicles" dataset="{DATASET}" data-dir="{data_dir}" '
-        f'num-server-rounds=1 fraction-evaluate=0.0 output-dir="{out}"',
         num_supernodes=2,
         per_node_config=[{"cameras": "0"}, {"cameras": "2,1"}],
-    )
+    ) as federation:
+        status = run_on(
+            federation,
+            f'task="testbed-vehicles" dataset="{DATASET}" data-dir="{data_dir}" '
+            f'num-server-rounds=1 fl.fraction-evaluate=0.0 output-dir="{out}"',
+        )
 
-    # Assert
+    # Assert: completed; each node trained on exactly its own cameras; every
+    # process was stopped by its PID (checked when the federation closed)
     assert status["status"] == FINISHED_COMPLETED, status
     results = read_outputs(out)
+    assert results["completed_rounds"] == 1
     histograms = {
         p["partition-id"]: p["label-histogram"] for p in results["partitions"]
     }

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flwr.common.config import flatten_dict
 
-from edgecloud.config import RunConfig
+from edgecloud.capability import load_run_settings
 from edgecloud.local_simulation import PROJECT_DIR
 
 SPECS = sorted((PROJECT_DIR / "simulations").glob("*.toml"))
@@ -18,12 +19,12 @@ SPECS = sorted((PROJECT_DIR / "simulations").glob("*.toml"))
 def test_spec_overrides_existing_keys_with_valid_values(
     spec: Path, run_config: dict[str, Any]
 ) -> None:
-    # Prepare
-    overrides = tomllib.loads(spec.read_text())
+    # Prepare: flwr run --run-config <file>.toml flattens tables to dotted keys
+    overrides = flatten_dict(tomllib.loads(spec.read_text()))
 
     # Assert
     assert set(overrides) <= set(run_config), set(overrides) - set(run_config)
-    RunConfig.from_run_config({**run_config, **overrides})
+    load_run_settings({**run_config, **overrides})
 
 
 def test_there_are_specs() -> None:

@@ -14,14 +14,8 @@ from pathlib import Path
 
 from edgecloud.data.testbed.config import CODECS, PRESETS, preset
 from edgecloud.data.testbed.generate import generate_testbed
-from edgecloud.data.testbed.models import SPECS
 from edgecloud.data.testbed.readers import load_testbed
-from edgecloud.data.testbed.training import (
-    SPLITS,
-    TrainSettings,
-    domain_shift,
-    train_all,
-)
+from edgecloud.models import SPECS, SPLITS, BlackBoxTraining, domain_shift, train_all
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--testbed", type=Path, required=True)
-        cmd.add_argument("--epochs", type=int, default=TrainSettings.epochs)
+        cmd.add_argument("--epochs", type=int, default=BlackBoxTraining.epochs)
         cmd.add_argument("--every", type=int, default=5, help="use every k-th frame")
         cmd.add_argument("--seed", type=int, default=0)
         cmd.add_argument("--out", type=Path, help="default: <testbed>/models")
@@ -64,63 +58,83 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one sub-command; returns the process exit code."""
+    """Run one sub-command; returns the process exit code (2: bad input)."""
     args = _parser().parse_args(argv)
-    if args.command == "generate":
-        keys = [
-            "num_cameras", "duration_s", "fps", "width", "height", "seed", "codec",
-            "bitrate_kbps", "gop", "b_frames", "audio", "shake", "held_out_cameras",
-        ]  # fmt: skip
-        overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-        try:
-            cfg = preset(args.preset, **overrides)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        start = time.perf_counter()
-        testbed, timings = generate_testbed(cfg, args.out, workers=args.workers)
-        seconds = time.perf_counter() - start
-        frames = sum(t.frames for t in timings)
-        print(
-            f"{len(testbed.cameras)} cameras x {cfg.num_frames} frames "
-            f"({cfg.width}x{cfg.height}, {cfg.fps} fps, {cfg.codec}) "
-            f"in {seconds:.1f} s "
-            f"= {frames / seconds:.0f} frames/s -> {args.out}"
+    commands = {
+        "generate": _generate,
+        "info": _info,
+        "train-models": _train_models,
+        "domain-shift": _domain_shift,
+    }
+    try:
+        return commands[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad options or a missing / too small testbed: one line, no traceback.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _generate(args: argparse.Namespace) -> int:
+    keys = [
+        "num_cameras", "duration_s", "fps", "width", "height", "seed", "codec",
+        "bitrate_kbps", "gop", "b_frames", "audio", "shake", "held_out_cameras",
+    ]  # fmt: skip
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    cfg = preset(args.preset, **overrides)
+    start = time.perf_counter()
+    testbed, timings = generate_testbed(cfg, args.out, workers=args.workers)
+    seconds = time.perf_counter() - start
+    frames = sum(t.frames for t in timings)
+    print(
+        f"{len(testbed.cameras)} cameras x {cfg.num_frames} frames "
+        f"({cfg.width}x{cfg.height}, {cfg.fps} fps, {cfg.codec}) "
+        f"in {seconds:.1f} s "
+        f"= {frames / seconds:.0f} frames/s -> {args.out}"
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    load_testbed(args.testbed)  # validates the manifest and the files
+    manifest = json.loads((args.testbed / "manifest.json").read_text())
+    print(json.dumps(manifest["config"], indent=2))
+    for cam in manifest["cameras"]:
+        print(f"camera {cam['camera_id']} ({cam['split']}): {cam['stats']}")
+    return 0
+
+
+def _train_models(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SPECS))
+    if unknown or not names:
+        raise ValueError(
+            f"--models {unknown or args.models!r} unknown; expected among "
+            f"{sorted(SPECS)}"
         )
-        return 0
-    if args.command == "info":
-        testbed = load_testbed(args.testbed)
-        manifest = json.loads((args.testbed / "manifest.json").read_text())
-        print(json.dumps(manifest["config"], indent=2))
-        for cam in manifest["cameras"]:
-            print(f"camera {cam['camera_id']} ({cam['split']}): {cam['stats']}")
-        return 0
     testbed = load_testbed(args.testbed)
-    settings = TrainSettings(epochs=args.epochs, seed=args.seed)
+    settings = BlackBoxTraining(epochs=args.epochs, seed=args.seed)
     out = args.out or args.testbed / "models"
-    if args.command == "train-models":
-        names = [n.strip() for n in args.models.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(SPECS))
-        if unknown:
-            print(
-                f"error: --models {unknown} unknown; expected among {sorted(SPECS)}",
-                file=sys.stderr,
-            )
-            return 2
-        models = train_all(testbed, out, names, settings, args.every)
+    models = train_all(testbed, out, names, settings, args.every)
+    print(
+        f"{'model':20} {'held-out acc':>12} {'day':>6} {'night':>6} "
+        f"{'params':>8} {'MFLOPs':>7} {'ms':>6}"
+    )
+    nan = float("nan")  # a held-out set without night (or day) frames
+    for name, model in models.items():
+        m, c = model.metrics, model.cost
         print(
-            f"{'model':20} {'held-out acc':>12} {'day':>6} {'night':>6} "
-            f"{'params':>8} {'MFLOPs':>7} {'ms':>6}"
+            f"{name:20} {m.get('accuracy', nan):12.3f} "
+            f"{m.get('day_accuracy', nan):6.3f} {m.get('night_accuracy', nan):6.3f} "
+            f"{c.parameters:8d} {c.flops / 1e6:7.2f} {c.latency_ms:6.2f}"
         )
-        for name, model in models.items():
-            m, c = model.metrics, model.cost
-            print(
-                f"{name:20} {m['accuracy']:12.3f} {m['day_accuracy']:6.3f} "
-                f"{m['night_accuracy']:6.3f} {c.parameters:8d} {c.flops / 1e6:7.2f} "
-                f"{c.latency_ms:6.2f}"
-            )
-        print(f"saved under {out}")
-        return 0
+    print(f"saved under {out}")
+    return 0
+
+
+def _domain_shift(args: argparse.Namespace) -> int:
+    testbed = load_testbed(args.testbed)
+    settings = BlackBoxTraining(epochs=args.epochs, seed=args.seed)
+    out = args.out or args.testbed / "models"
     result = domain_shift(testbed, settings, args.every, split=args.split)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"domain_shift_{args.split}.json"

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from filelock import FileLock
 
 from edgecloud.data.testbed.labels import EVENTS, SEQUENCE_LETTERS, TRAFFIC_STATES
-from edgecloud.data.testbed.readers import Testbed
+
+if TYPE_CHECKING:
+    # Only a type here: the readers module imports PyAV, which models and tasks
+    # importing the sample constants must not pay for.
+    from edgecloud.data.testbed.readers import Testbed
 
 # Model input (width, height): half the default 320x240 in each direction. At
 # 80x60 queued cars merge into one blob and the held-out vehicle counter scored

@@ -113,6 +113,68 @@ def test_classification_through_the_bundles(
     assert (got - expected).abs().max().item() <= 1e-4
 
 
+def test_bert_token_type_ids_are_embedded_by_the_server_like_plaintext(
+    saved: dict[str, Path], tmp_path: Path
+) -> None:
+    # Prepare: BERT's token-type table stays on the server, permuted with pi
+    (instance,) = make_instances(saved["bert"], tmp_path, seed=5)
+    server, user = StipServer(instance.server), StipUser(instance.user)
+    plain = tiny_model("bert")
+    ids = torch.randint(0, VOCAB, (2, 7), generator=torch.Generator().manual_seed(0))
+    types = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]])
+    mask = torch.ones(2, 7, dtype=torch.long)
+
+    # Execute
+    with torch.no_grad():
+        expected = plain(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        sent = user.protect(user.embed(ids))
+        got = user.reveal(server.forward(sent, mask, token_type_ids=types))
+        without = user.reveal(server.forward(sent, mask))
+
+    # Assert: equal to plaintext with segments; the segments do change the output
+    assert (got - expected.logits).abs().max().item() <= 1e-4
+    assert (without - expected.logits).abs().max().item() > 1e-3
+
+
+def test_gpt2_token_types_are_added_on_the_device_and_refused_by_the_server(
+    saved: dict[str, Path], tmp_path: Path
+) -> None:
+    # Prepare: GPT-2 embeds token types with wte, whose rows the server lacks
+    (instance,) = make_instances(saved["gpt2"], tmp_path, seed=6)
+    server, user = StipServer(instance.server), StipUser(instance.user)
+    plain = tiny_model("gpt2")
+    ids = torch.randint(0, VOCAB, (2, 6), generator=torch.Generator().manual_seed(1))
+    types = torch.tensor([[0, 0, 0, 5, 5, 5], [0, 7, 7, 7, 7, 7]])
+
+    # Execute / Assert: the server refuses them instead of adding zeros
+    with pytest.raises(ValueError, match=r"StipUser\.embed\(ids, token_type_ids"):
+        server.forward(user.protect(user.embed(ids)), token_type_ids=types)
+
+    # Execute: the data owner adds them before permuting
+    with torch.no_grad():
+        got = user.reveal(server.forward(user.protect(user.embed(ids, types))))
+        expected = plain(input_ids=ids, token_type_ids=types).logits
+        untyped = plain(input_ids=ids).logits
+
+    # Assert
+    assert (got - expected).abs().max().item() <= 1e-4
+    assert (untyped - expected).abs().max().item() > 1e-3  # types matter here
+    with pytest.raises(ValueError, match="expected the shape of the token ids"):
+        user.embed(ids, types[:, :3])
+
+
+def test_families_without_token_types_refuse_them(
+    saved: dict[str, Path], tmp_path: Path
+) -> None:
+    (instance,) = make_instances(saved["llama"], tmp_path, seed=1)
+    server, user = StipServer(instance.server), StipUser(instance.user)
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="no token-type embedding"):
+        server.forward(user.protect(user.embed(ids)), token_type_ids=ids)
+    with pytest.raises(ValueError, match="no token-type embedding"):
+        user.embed(ids, token_type_ids=ids)
+
+
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_server_bundle_holds_no_permutation_and_no_plaintext_weight(
     saved: dict[str, Path], tmp_path: Path, family: str

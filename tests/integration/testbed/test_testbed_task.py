@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecloud.client_data import load_node_data
-from edgecloud.config import NodeConfig, RunConfig
 from edgecloud.data.partitioning import PartitionSpec
-from edgecloud.tasks import TrainSettings, get_task
+from edgecloud.tasks import CameraTask, TrainSettings, get_task
 
 
 @pytest.fixture(scope="module")
@@ -18,23 +16,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-def test_node_cameras_choose_the_data_and_test_set_is_held_out(
-    run_config: dict[str, object], data_dir: Path
-) -> None:
+def test_node_cameras_choose_the_data_and_test_set_is_held_out(data_dir: Path) -> None:
     # Prepare
-    cfg = RunConfig.from_run_config(
-        {
-            **run_config,
-            "task": "testbed-vehicles",
-            "dataset": "testbed-tiny",
-            "data-dir": str(data_dir),
-        }
-    )
     task = get_task("testbed-vehicles")
+    assert isinstance(task, CameraTask)
 
-    # Execute
-    one = load_node_data(cfg, NodeConfig(0, 2, cameras=(1,)))
-    two = load_node_data(cfg, NodeConfig(1, 2, cameras=(0, 1)))
+    # Execute: node config cameras=1 and cameras='0,1' (run seed 0)
+    one = task.load_camera_client_data("testbed-tiny", (1,), 0, 0, data_dir, False)
+    two = task.load_camera_client_data("testbed-tiny", (0, 1), 0, 1, data_dir, False)
     test = task.load_dataset("testbed-tiny", False, data_dir, False)
     train = task.load_dataset("testbed-tiny", True, data_dir, False)
 
@@ -64,11 +53,8 @@ def test_by_camera_partitions_and_a_training_step(data_dir: Path) -> None:
     assert np.isfinite(result.train_loss)
 
 
-def test_unknown_camera_and_cameras_on_a_task_without_them(data_dir: Path) -> None:
+def test_unknown_camera_is_a_clear_error(data_dir: Path) -> None:
     task = get_task("testbed-vehicles")
+    assert isinstance(task, CameraTask)
     with pytest.raises(ValueError, match=r"names \[7\], not in testbed"):
-        task.load_camera_data("testbed-tiny", (0, 7), data_dir, False)
-    with pytest.raises(ValueError, match="has no cameras"):
-        get_task("digits-cnn").load_client_data(
-            "digits", PartitionSpec("iid", 2, 0), 0, data_dir, False, cameras=(0,)
-        )
+        task.load_camera_client_data("testbed-tiny", (0, 7), 0, 0, data_dir, False)

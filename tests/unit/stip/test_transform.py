@@ -23,7 +23,7 @@ from edgecloud.stip.transform import (
     permute_state_dict,
     unpermute_outputs,
 )
-from tests.stip_models import FAMILY_NAMES, LM_FAMILIES, VOCAB, tiny_model
+from tests.stip_models import FAMILY_NAMES, LM_FAMILIES, VOCAB, tiny_model, tiny_qwen2
 
 TOLERANCE = 1e-4
 
@@ -93,6 +93,28 @@ def test_unpermuted_stip_logits_equal_plaintext(family: str) -> None:
     # Assert: batch of 3 with padding, max |delta| within fp32 noise
     plain = _plain_logits(model, family)
     delta = (_valid(family, stip) - _valid(family, plain)).abs().max().item()
+    assert delta <= TOLERANCE, delta
+
+
+@pytest.mark.parametrize(
+    "num_kv_heads",
+    [
+        1,  # multi-query: every query head reads the one KV head
+        2,  # grouped-query: two query heads per KV head
+    ],
+)
+def test_qwen2_attention_biases_keep_stip_exact(num_kv_heads: int) -> None:
+    # Prepare: LLaMA family with q/k/v biases (Qwen2), random everywhere
+    model = tiny_qwen2(num_kv_heads)
+    perms = PermutationSet.generate(model.config, np.random.default_rng(7))
+
+    # Execute
+    server = _server(model, permute_state_dict(model.state_dict(), model.config, perms))
+    stip = _stip_logits(model, server, perms, "llama")
+
+    # Assert
+    plain = _plain_logits(model, "llama")
+    delta = (_valid("llama", stip) - _valid("llama", plain)).abs().max().item()
     assert delta <= TOLERANCE, delta
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -12,11 +13,14 @@ from torch import nn
 
 from edgecloud.data.arrays import LabeledArrays
 from edgecloud.data.partitioning import PartitionSpec
-from edgecloud.tasks import SplitModel, get_task
+from edgecloud.tasks import SplitModel, get_task, state_to_numpy
+from edgecloud.tasks.digits_cnn import DigitsCnn
 from edgecloud.tasks.split_steps import (
     DeviceSide,
     ServerSide,
+    TaskSplitOps,
     batch_schedule,
+    device_modules,
     load_optimizer_state,
     make_optimizer,
     optimizer_state,
@@ -58,7 +62,13 @@ def _protocol(task, model, data, schedule, ushaped: bool, lr: float) -> float:  
             head,
             make_optimizer(head, lr, 0.9),
         )
-        server = ServerSide(middle, make_optimizer(middle, lr, 0.9), model)
+        server = ServerSide(
+            middle,
+            make_optimizer(middle, lr, 0.9),
+            model,
+            loss_fn=task.loss,
+            predict_fn=task.predict,
+        )
         for step in range(len(schedule)):
             a, _ = device.activations(step)
             grad_middle, loss = device.head_step(step, server.forward(a))
@@ -67,7 +77,13 @@ def _protocol(task, model, data, schedule, ushaped: bool, lr: float) -> float:  
     device = DeviceSide(
         task, model.front, make_optimizer(model.front, lr, 0.9), data, schedule
     )
-    server = ServerSide(model.back, make_optimizer(model.back, lr, 0.9), model)
+    server = ServerSide(
+        model.back,
+        make_optimizer(model.back, lr, 0.9),
+        model,
+        loss_fn=task.loss,
+        predict_fn=task.predict,
+    )
     for step in range(len(schedule)):
         a, y = device.activations(step)
         grad, loss = server.loss_step(a, y)
@@ -193,3 +209,66 @@ def test_every_task_with_a_cut_point_trains_in_both_shapes(
         if v.dtype.is_floating_point and not torch.equal(v, before[k])
     }
     assert changed == {"front", "back"}
+
+
+class _DoubledArgmin(DigitsCnn):
+    """Digits with other hooks: twice the cross-entropy, predictions by argmin."""
+
+    def loss(
+        self,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+        reduction: Literal["mean", "sum"] = "mean",
+    ) -> torch.Tensor:
+        return 2 * super().loss(outputs, targets, reduction)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.argmin(dim=1)
+
+
+@pytest.mark.parametrize("ushaped", [False, True], ids=["split", "u-shaped"])
+def test_both_sides_compute_the_tasks_loss_and_predictions(ushaped: bool) -> None:
+    # Prepare: the same model and batch under the default and the doubled-loss task
+    rng = np.random.default_rng(0)
+    data = LabeledArrays(
+        rng.random((8, 1, 8, 8)).astype(np.float32),
+        rng.integers(0, 10, 8).astype(np.int64),
+        10,
+    )
+    schedule = batch_schedule(8, 8, 1, seed=0)
+    torch.manual_seed(0)
+    initial = state_to_numpy(get_task("digits-cnn").build_model())
+    losses, grads, predictions = {}, {}, {}
+
+    # Execute
+    for name, task in (
+        ("default", get_task("digits-cnn")),
+        ("other", _DoubledArgmin()),
+    ):
+        ops = TaskSplitOps(task, lr=0.05, momentum=0.9, test_set=data, batch_size=8)
+        model = ops.new_model(initial)
+        front, head = device_modules(model, ushaped)
+        device = DeviceSide(
+            task,
+            front,
+            make_optimizer(front, 0.05, 0.9),
+            data,
+            schedule,
+            head,
+            None if head is None else make_optimizer(head, 0.05, 0.9),
+        )
+        server = ops.server_side(model, ushaped)
+        a, y = device.activations(0)
+        if ushaped:
+            middle = server.forward(a)
+            predictions[name] = device.head_predictions(middle)
+            grads[name], losses[name] = device.head_step(0, middle)
+        else:
+            predictions[name] = server.infer(a, predictions=True)
+            grads[name], losses[name] = server.loss_step(a, y)
+
+    # Assert: doubling is exact in floating point; argmin differs from argmax
+    assert losses["other"] == 2 * losses["default"]
+    np.testing.assert_array_equal(grads["other"], 2 * grads["default"])
+    assert not np.array_equal(predictions["other"], predictions["default"])
+    assert predictions["other"].shape == predictions["default"].shape == (8,)

@@ -1,12 +1,14 @@
-"""Tasks: split models compose, training is deterministic, FedProx anchors."""
+"""Tasks: split models compose, training is deterministic, FedProx anchors, hooks."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from edgecloud.data.partitioning import PartitionSpec
 from edgecloud.tasks import (
@@ -17,6 +19,7 @@ from edgecloud.tasks import (
     load_numpy_state,
     state_to_numpy,
 )
+from edgecloud.tasks.digits_cnn import DigitsCnn
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -133,3 +136,91 @@ def test_splittable_flag_matches_the_model(name: str) -> None:
     # The config trusts the flag instead of building the model on every parse.
     task = get_task(name)
     assert task.splittable == isinstance(task.build_model(), SplitModel)
+
+
+class _WithinOne(DigitsCnn):
+    """Digits scored like a counter: a prediction off by one still counts."""
+
+    def correct(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (predictions - targets).abs() <= 1
+
+
+class _ZeroLoss(DigitsCnn):
+    """Digits with a loss that is zero everywhere: nothing to learn."""
+
+    def loss(
+        self,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+        reduction: Literal["mean", "sum"] = "mean",
+    ) -> torch.Tensor:
+        return 0 * super().loss(outputs, targets, reduction)
+
+
+def test_evaluate_adds_up_summed_batch_losses_exactly() -> None:
+    # Prepare: 7 does not divide the 58 validation rows (a short last batch)
+    task, data = _client_data()
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    expected_sum, expected_right = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(data.val), 7):
+            x = torch.from_numpy(data.val.features[start : start + 7])
+            y = torch.from_numpy(data.val.labels[start : start + 7])
+            logits = model(task.preprocess(x))
+            expected_sum += float(
+                nn.functional.cross_entropy(logits, y, reduction="sum")
+            )
+            expected_right += int((logits.argmax(dim=1) == y).sum())
+
+    # Execute
+    result = task.evaluate(model, data.val, 7)
+
+    # Assert: bit-identical to a summed cross-entropy (mean x batch size is not)
+    assert result.loss == expected_sum / len(data.val)
+    assert result.accuracy == expected_right / len(data.val)
+
+
+def test_evaluate_counts_what_the_correct_hook_calls_right() -> None:
+    # Prepare
+    _, data = _client_data()
+    torch.manual_seed(0)
+    model = DigitsCnn().build_model()
+    with torch.no_grad():
+        logits = model(DigitsCnn().preprocess(torch.from_numpy(data.val.features)))
+    off_by = (logits.argmax(dim=1) - torch.from_numpy(data.val.labels)).abs()
+
+    # Execute
+    exact = DigitsCnn().evaluate(model, data.val, 16)
+    within_one = _WithinOne().evaluate(model, data.val, 16)
+
+    # Assert
+    assert exact.accuracy == int((off_by == 0).sum()) / len(data.val)
+    assert within_one.accuracy == int((off_by <= 1).sum()) / len(data.val)
+    assert within_one.accuracy > exact.accuracy
+    assert within_one.loss == exact.loss
+
+
+def test_training_minimises_the_loss_hook() -> None:
+    # Prepare
+    _, data = _client_data()
+    task = _ZeroLoss()
+    torch.manual_seed(0)
+    model = task.build_model()
+    before = state_to_numpy(model)
+
+    # Execute
+    result = task.train(model, data.train, TrainSettings(1, 16, 0.05, 0.9, seed=0))
+
+    # Assert: a zero loss has zero gradients, so SGD leaves every weight alone
+    assert result.train_loss == 0.0
+    for key, value in state_to_numpy(model).items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_by_camera_partitioning_needs_a_camera_task() -> None:
+    task = get_task("digits-cnn")
+    with pytest.raises(ValueError, match="'digits-cnn' has no cameras"):
+        task.load_client_data(
+            "digits", PartitionSpec("by-camera", 2, 0), 0, Path("."), False
+        )

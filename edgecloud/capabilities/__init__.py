@@ -1,0 +1,1 @@
+"""Capability packages: each owns its config section, wire keys, workflow, handlers."""

@@ -1,0 +1,398 @@
+"""SplitNN, U-shaped split learning and SplitFed v1/v2: the server's workflow.
+
+Vepakomma et al. 2018 (SplitNN, U-shaped); Thapa et al. 2022, arXiv:2004.12088
+(SplitFed). ``Strategy.start()`` has one exchange per round; split learning needs one
+per optimizer step, so each client's round is a conversation on the shared
+lock-step driver (:mod:`edgecloud.workflow.exchange`).
+
+What the ClientApp must do (:mod:`edgecloud.capabilities.split.client`), per
+message of type :data:`~edgecloud.capabilities.split.keys.MSG_STEP`:
+
+1. On ``start``: agree on keys (``server-pub`` -> ``client-pub``), load the device
+   weights sent in ``front`` (or keep its own between SplitFed syncs), restore its
+   optimizer from ``context.state`` and report ``num-steps`` of the round.
+2. Apply ``grad`` (gradient of the activations of ``grad-step``) by recomputing the
+   forward pass of that step, then take an optimizer step.
+3. U-shaped: run its head on ``middle`` (step ``head-step``), reply ``grad-middle``.
+4. Send ``activations`` (and ``labels``, except U-shaped) of ``want-step``.
+5. On ``final``: reply the trained device weights and ``num-examples``.
+
+All tensors travel in one sealed :mod:`edgecloud.channel` frame per message.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from logging import INFO, WARNING
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+
+from edgecloud.capabilities.split import keys as k
+from edgecloud.capabilities.split.aggregation import weighted_mean
+from edgecloud.capabilities.split.config import SplitConfig
+from edgecloud.capabilities.split.framing import SealedCodec, SplitIn, SplitOut
+from edgecloud.channel import ChannelError, ErrorFeedback, weights_digest
+from edgecloud.results import RoundRecord, RunHistory, RunRecorder
+from edgecloud.settings import CommonSettings
+from edgecloud.types import NDArray
+from edgecloud.workflow.exchange import Conversation, DroppedError, LockstepExchange
+from edgecloud.workflow.keys import METRICS, NUM_EXAMPLES, TRAIN_LOSS
+from edgecloud.workflow.nodes import sample_nodes
+from edgecloud.workflow.records import (
+    from_record,
+    reply_arrays,
+    reply_metrics,
+    value_of,
+)
+from edgecloud.workflow.traffic import Traffic
+
+
+class ServerPart(Protocol):
+    """The cloud part of one model copy (see ``tasks.split_steps.ServerSide``)."""
+
+    module: torch.nn.Module
+
+    def loss_step(self, activations: NDArray, labels: NDArray) -> tuple[NDArray, float]:
+        """Loss on the server; return d loss / d activations and the loss."""
+
+    def forward(self, activations: NDArray) -> NDArray:
+        """U-shaped: the middle's output."""
+
+    def backward_step(self, activations: NDArray, grad_out: NDArray) -> NDArray:
+        """U-shaped: backpropagate the head's gradient, step, return d / d input."""
+
+    def infer(self, activations: NDArray, predictions: bool) -> NDArray:
+        """Eval-mode inference: predictions, or (U-shaped) the middle's output."""
+
+    def full_state(self) -> dict[str, NDArray]:
+        """State of the full model this part belongs to."""
+
+    def load_full_state(self, state: dict[str, NDArray]) -> None:
+        """Load a full-model state (optimizer state kept)."""
+
+
+class SplitOps(Protocol):
+    """What the workflow needs from a task (see ``tasks.split_steps.TaskSplitOps``)."""
+
+    def new_model(self, state: dict[str, NDArray] | None = None) -> torch.nn.Module:
+        """A full model (optionally loaded)."""
+
+    def device_keys(self, ushaped: bool) -> list[str]:
+        """Full-state keys of the device part(s)."""
+
+    def server_side(self, model: Any, ushaped: bool) -> ServerPart:
+        """The cloud part of ``model`` with a fresh optimizer."""
+
+    def evaluate(self, state: dict[str, NDArray]) -> dict[str, float]:
+        """Loss and accuracy of the assembled model."""
+
+
+@dataclass
+class ClientRound:
+    """What one client's conversation returns."""
+
+    node_id: int
+    front: dict[str, NDArray]
+    num_examples: int
+    losses: list[float]
+
+
+@dataclass
+class InferenceScore:
+    """A client's split-inference score on its validation split."""
+
+    correct: int
+    count: int
+
+
+class SplitLearning:
+    """Server side of SplitNN / U-shaped / SplitFed-v1 / SplitFed-v2.
+
+    Parameters
+    ----------
+    config : SplitConfig
+        Mode, learning rate, sync interval, channel settings.
+    common : CommonSettings
+        Rounds, sampling, timeouts, seed.
+    ops : SplitOps
+        The task's model operations (injected by the capability's ``serve``).
+    run_id : int
+        Bound into every frame's associated data.
+    """
+
+    def __init__(
+        self,
+        config: SplitConfig,
+        common: CommonSettings,
+        ops: SplitOps,
+        run_id: int,
+    ) -> None:
+        self.config, self.common, self.ops, self.run_id = config, common, ops, run_id
+        # Identifies this training run to the clients: device state (optimizer
+        # buffers, local fronts) of an earlier run on the same node is not reused.
+        self.train_id = random.SystemRandom().getrandbits(62)
+        self.device_keys = set(ops.device_keys(config.ushaped))
+        self.global_state: dict[str, NDArray] = {}
+        self._shared: ServerPart | None = None  # split, split-ushaped, splitfed-v2
+        self._copies: dict[int, ServerPart] = {}  # splitfed-v1: one per client
+        self._feedback: dict[int, ErrorFeedback] = {}
+        self._local_fronts = False  # SplitFed between syncs: clients keep their own
+
+    # ----------------------------------------------------------------- loop
+    def run(
+        self,
+        grid: Grid,
+        initial_state: dict[str, NDArray],
+        recorder: RunRecorder,
+    ) -> RunHistory:
+        """Run all rounds, recording outputs and a checkpoint after each."""
+        checkpoint = recorder.start(self.common.resume)
+        self.global_state = (
+            dict(checkpoint.arrays) if checkpoint else dict(initial_state)
+        )
+        first = checkpoint.round + 1 if checkpoint else 1
+        try:
+            if first == 1:
+                loss, accuracy = self._evaluate()
+                recorder.record_round(
+                    RoundRecord(round=0, central_loss=loss, central_accuracy=accuracy),
+                    None,
+                    {},
+                )
+            for rnd in range(first, self.common.num_server_rounds + 1):
+                recorder.record_round(self._round(grid, rnd), self.global_state, {})
+            self._serve_inference(grid, recorder)
+        except BaseException:
+            recorder.finish(status="failed")
+            raise
+        return recorder.finish()
+
+    def _round(self, grid: Grid, rnd: int) -> RoundRecord:
+        started = time.perf_counter()
+        nodes = sample_nodes(
+            grid,
+            fraction=self.common.fraction_train,
+            min_nodes=self.common.min_available_nodes,
+            timeout=self.common.round_timeout,
+            seed=self.common.seed,
+            server_round=rnd,
+        )
+        log(INFO, "[%s round %d] clients %s", self.config.mode, rnd, nodes)
+        traffic = Traffic()
+        results: list[ClientRound] = []
+        if self.config.sequential:
+            for node in nodes:  # each client starts from the previous client's front
+                results += self._exchange(
+                    grid, rnd, {node: self._converse(node)}, traffic
+                )
+        else:
+            results = self._exchange(
+                grid, rnd, {n: self._converse(n) for n in nodes}, traffic
+            )
+        self._aggregate(rnd, results)
+        losses = [loss for r in results for loss in r.losses]
+        central_loss, central_accuracy = self._evaluate()
+        return RoundRecord(
+            round=rnd,
+            train_loss=float(np.mean(losses)) if losses else None,
+            bytes_down=traffic.bytes_down,
+            bytes_up=traffic.bytes_up,
+            train_replies=len(results),
+            failures=len(nodes) - len(results),
+            central_loss=central_loss,
+            central_accuracy=central_accuracy,
+            seconds=time.perf_counter() - started,
+            extra={"exchanges": float(traffic.exchanges)},
+        )
+
+    def _exchange(
+        self,
+        grid: Grid,
+        rnd: int,
+        conversations: dict[int, Conversation[SplitOut, SplitIn, Any]],
+        traffic: Traffic,
+    ) -> list[Any]:
+        """Run conversations in lock-step with fresh per-node keys for this round."""
+        codec = SealedCodec(
+            self.config,
+            run_id=self.run_id,
+            train_id=self.train_id,
+            server_round=rnd,
+            feedback=self._feedback,
+        )
+        label = f"{self.config.mode} round {rnd}" if rnd else "split inference"
+        exchange: LockstepExchange[SplitOut, SplitIn, Any] = LockstepExchange(
+            grid,
+            codec,
+            timeout=self.common.round_timeout,
+            group_id=str(rnd),
+            label=label,
+            drop_on=(ChannelError,),
+            on_drop=self._forget,
+        )
+        outcome = exchange.run(conversations)
+        traffic.add(outcome.traffic)
+        return list(outcome.results.values())
+
+    def _forget(self, node: int, reason: str) -> None:
+        self._copies.pop(node, None)  # a SplitFed-v1 copy it half-trained
+
+    # --------------------------------------------------------- conversation
+    def _converse(self, node: int) -> Conversation[SplitOut, SplitIn, ClientRound]:
+        """The server's half of one client's round."""
+        server = self._server_part(node)
+        start_front = None if self._local_fronts else self._global_front()
+        reply = yield SplitOut({k.START: True, k.WANT_STEP: 0}, front=start_front)
+        steps = value_of(reply.control, k.NUM_STEPS, int)
+        if steps < 1:
+            raise DroppedError(f"client reports {steps} steps; expected at least 1")
+        expected: dict[str, tuple[int, ...] | None] = {k.ACTIVATIONS: None}
+        if not self.config.ushaped:
+            expected[k.LABELS] = None
+        tensors = reply.tensors(expected)
+        losses: list[float] = []
+        for step in range(steps):
+            activations = tensors[k.ACTIVATIONS]
+            if self.config.ushaped:
+                middle = server.forward(activations)
+                reply = yield SplitOut({k.HEAD_STEP: step}, {k.MIDDLE: middle})
+                grad_middle = reply.tensors({k.GRAD_MIDDLE: middle.shape})
+                grad = server.backward_step(activations, grad_middle[k.GRAD_MIDDLE])
+            else:
+                grad, loss = server.loss_step(activations, tensors[k.LABELS])
+                losses.append(loss)
+            final = step == steps - 1
+            control = {
+                k.GRAD_STEP: step,
+                k.WANT_STEP: -1 if final else step + 1,
+                k.FINAL: final,
+            }
+            reply = yield SplitOut(dict(control), {k.GRAD: grad})
+            if not final:
+                tensors = reply.tensors(expected)
+        return self._finish(node, reply, losses)
+
+    def _finish(self, node: int, reply: SplitIn, losses: list[float]) -> ClientRound:
+        """Check the returned device weights against their sealed digest."""
+        digest = reply.tensors({k.FRONT_DIGEST: (32,)})[k.FRONT_DIGEST]
+        front = from_record(reply_arrays(reply.reply, k.FRONT))
+        if not np.array_equal(weights_digest(front), digest):
+            raise ChannelError("device weights do not match their sealed digest")
+        if set(front) != self.device_keys:
+            raise DroppedError("device weights do not have the device keys")
+        metrics = reply_metrics(reply.reply, METRICS)
+        num_examples = value_of(metrics, NUM_EXAMPLES, int)
+        if self.config.ushaped and TRAIN_LOSS in metrics:
+            losses = [float(value_of(metrics, TRAIN_LOSS, float))]
+        if self.config.sequential:  # the next client continues from this front
+            self.global_state.update(front)
+        return ClientRound(node, front, num_examples, losses)
+
+    # ------------------------------------------------------------ inference
+    def _serve_inference(self, grid: Grid, recorder: RunRecorder) -> None:
+        """Split inference with the trained model, over the channel.
+
+        The split-inference tutorial's terminal/cloud flow: each client sends the
+        smashed data of its validation split; the server answers with predictions
+        (U-shaped: the middle's output, the device head predicts), sealed; the
+        client scores them against labels it never sent.
+        """
+        model = self.ops.new_model(self.global_state)
+        server = self.ops.server_side(model, self.config.ushaped)
+        nodes = sorted(grid.get_node_ids())  # whoever is still connected
+        front = self._global_front()
+        key = k.MIDDLE if self.config.ushaped else k.PREDICTIONS
+
+        def converse(node: int) -> Conversation[SplitOut, SplitIn, InferenceScore]:
+            reply = yield SplitOut({k.START: True, k.INFER: True}, front=front)
+            activations = reply.tensors({k.ACTIVATIONS: None})[k.ACTIVATIONS]
+            result = server.infer(activations, predictions=not self.config.ushaped)
+            reply = yield SplitOut({k.INFER: True}, {key: result})
+            score = reply.tensors({k.CORRECT: (1,), k.COUNT: (1,)})
+            return InferenceScore(int(score[k.CORRECT][0]), int(score[k.COUNT][0]))
+
+        started = time.perf_counter()
+        traffic = Traffic()
+        scores: list[InferenceScore] = self._exchange(
+            grid, 0, {n: converse(n) for n in nodes}, traffic
+        )
+        total = sum(s.count for s in scores)
+        if not total or recorder.history.last is None:
+            return
+        accuracy = sum(s.correct for s in scores) / total
+        log(
+            INFO,
+            "split inference over the channel: accuracy %.4f on %d examples of %d "
+            "clients' validation splits (%d B down, %d B up, %.1f s)",
+            accuracy,
+            total,
+            len(scores),
+            traffic.bytes_down,
+            traffic.bytes_up,
+            time.perf_counter() - started,
+        )
+        recorder.history.last.extra.update(
+            {
+                "split-inference-accuracy": accuracy,
+                "split-inference-examples": float(total),
+                "split-inference-bytes": float(traffic.total),
+            }
+        )
+
+    def _global_front(self) -> dict[str, NDArray]:
+        """The device part(s) of the global model."""
+        return {n: v for n, v in self.global_state.items() if n in self.device_keys}
+
+    def _server_part(self, node: int) -> ServerPart:
+        if self.config.mode == "splitfed-v1":
+            if node not in self._copies:
+                self._copies[node] = self.ops.server_side(
+                    self.ops.new_model(self.global_state), self.config.ushaped
+                )
+            return self._copies[node]
+        if self._shared is None:
+            model = self.ops.new_model(self.global_state)
+            self._shared = self.ops.server_side(model, self.config.ushaped)
+        return self._shared
+
+    # -------------------------------------------------------- aggregation
+    def _aggregate(self, rnd: int, results: list[ClientRound]) -> None:
+        """Update the global state: server part(s) and (SplitFed) averaged fronts."""
+        if not results:
+            log(
+                WARNING, "round %d: no client finished; keeping the previous model", rnd
+            )
+            return
+        if self.config.mode == "splitfed-v1":
+            kept = [r for r in results if r.node_id in self._copies]
+            server_state = weighted_mean(
+                [self._copies[r.node_id].full_state() for r in kept],
+                [r.num_examples for r in kept],
+            )
+        else:
+            assert self._shared is not None
+            server_state = self._shared.full_state()
+        self.global_state.update(
+            {k_: v for k_, v in server_state.items() if k_ not in self.device_keys}
+        )
+        if not self.config.sequential:
+            self.global_state.update(
+                weighted_mean(
+                    [r.front for r in results], [r.num_examples for r in results]
+                )
+            )
+        sync = rnd % self.config.sync_interval == 0
+        self._local_fronts = not self.config.sequential and not sync
+        if self.config.mode == "splitfed-v1" and sync:
+            for copy in self._copies.values():  # every copy restarts from the average
+                copy.load_full_state(self.global_state)
+
+    def _evaluate(self) -> tuple[float, float]:
+        metrics = self.ops.evaluate(self.global_state)
+        return metrics["loss"], metrics["accuracy"]
