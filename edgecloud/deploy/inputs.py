@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -120,30 +121,44 @@ def ca_certificate(flag: str, value: Path | str) -> Path:
 
 def private_key(flag: str, value: Path | str) -> Path:
     """An existing OpenSSH EC private key, as ``node-key`` writes it."""
-    expected = "an OpenSSH EC private key (the file without .pub from 'node-key')"
-    path = existing_file(flag, value, expected)
-    try:
-        key = serialization.load_ssh_private_key(path.read_bytes(), None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise BadInputError(
-            f"{flag} {value}: not a readable private key; expected {expected}"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise BadInputError(f"{flag} {value}: not an EC key; expected {expected}")
-    return path
+    return _ec_key_file(
+        flag,
+        value,
+        "private key (the file without .pub from 'node-key')",
+        lambda data: serialization.load_ssh_private_key(data, None),
+        ec.EllipticCurvePrivateKey,
+    )
 
 
 def public_key(flag: str, value: Path | str) -> Path:
     """An existing OpenSSH EC public key, as ``node-key`` writes it."""
-    expected = "an OpenSSH EC public key (the .pub file from 'node-key')"
+    return _ec_key_file(
+        flag,
+        value,
+        "public key (the .pub file from 'node-key')",
+        serialization.load_ssh_public_key,
+        ec.EllipticCurvePublicKey,
+    )
+
+
+def _ec_key_file(
+    flag: str,
+    value: Path | str,
+    what: str,
+    load: Callable[[bytes], object],
+    key_type: type,
+) -> Path:
+    """An existing file holding an OpenSSH EC key of ``key_type``."""
+    expected = f"an OpenSSH EC {what}"
     path = existing_file(flag, value, expected)
+    kind = what.split(" (")[0]
     try:
-        key = serialization.load_ssh_public_key(path.read_bytes())
+        key = load(path.read_bytes())
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise BadInputError(
-            f"{flag} {value}: not a readable public key; expected {expected}"
+            f"{flag} {value}: not a readable {kind}; expected {expected}"
         ) from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
+    if not isinstance(key, key_type):
         raise BadInputError(f"{flag} {value}: not an EC key; expected {expected}")
     return path
 

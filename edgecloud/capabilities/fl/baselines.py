@@ -103,6 +103,12 @@ def build_baseline(
     name = config.strategy
     eta, eta_l, tau = config.fedopt_eta, config.lr, config.fedopt_tau
     beta_1, beta_2 = config.fedopt_beta_1, config.fedopt_beta_2
+
+    def _adaptive(cls: type[FedAdam] | type[FedYogi]) -> Callable[[], Strategy]:
+        return lambda: cls(
+            **common, eta=eta, eta_l=eta_l, beta_1=beta_1, beta_2=beta_2, tau=tau
+        )
+
     builders: dict[str, Callable[[], Strategy]] = {
         "fedavg": lambda: FedAvg(**common),
         "fedprox": lambda: FedProx(**common, proximal_mu=config.proximal_mu),
@@ -111,12 +117,8 @@ def build_baseline(
             server_learning_rate=config.server_lr,
             server_momentum=config.server_momentum,
         ),
-        "fedadam": lambda: FedAdam(
-            **common, eta=eta, eta_l=eta_l, beta_1=beta_1, beta_2=beta_2, tau=tau
-        ),
-        "fedyogi": lambda: FedYogi(
-            **common, eta=eta, eta_l=eta_l, beta_1=beta_1, beta_2=beta_2, tau=tau
-        ),
+        "fedadam": _adaptive(FedAdam),
+        "fedyogi": _adaptive(FedYogi),
         # no moment decay: Adagrad accumulates squared deltas
         "fedadagrad": lambda: FedAdagrad(**common, eta=eta, eta_l=eta_l, tau=tau),
         "fedmedian": lambda: FedMedian(**common),

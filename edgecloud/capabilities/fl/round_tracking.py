@@ -105,7 +105,7 @@ class RoundTracker(DelegatingStrategy):
         """Count bytes and failures, note partitions, then aggregate via ``inner``."""
         rnd = server_round + self.round_offset
         stats = self._stats.setdefault(rnd, RoundStats())
-        replies = self._account(rnd, list(replies), stats, "train")
+        replies = self._account(rnd, _in_partition_order(replies), stats, "train")
         stats.train_replies = sum(1 for r in replies if not r.has_error())
         self._note_partitions(replies)
         arrays, metrics = super().aggregate_train(rnd, replies)
@@ -138,7 +138,7 @@ class RoundTracker(DelegatingStrategy):
         """Count bytes and failures, then aggregate through ``inner``."""
         rnd = server_round + self.round_offset
         stats = self._stats.setdefault(rnd, RoundStats())
-        replies = self._account(rnd, list(replies), stats, "evaluate")
+        replies = self._account(rnd, _in_partition_order(replies), stats, "evaluate")
         metrics = super().aggregate_evaluate(rnd, replies)
         stats.evaluate_metrics = _scalars(metrics)
         return metrics
@@ -223,6 +223,24 @@ class RoundTracker(DelegatingStrategy):
                     part["num-train-examples"],
                     part["label-histogram"],
                 )
+
+
+def _in_partition_order(replies: Iterable[Message]) -> list[Message]:
+    """Replies sorted by partition id (then node id), error replies last.
+
+    Replies arrive in completion order, which varies from run to run; Flower's
+    aggregation sums them in the order given, and floating-point sums depend on
+    the order. A fixed order makes a run reproducible for its seed.
+    """
+
+    def key(reply: Message) -> tuple[int, int, int]:
+        if reply.has_error():
+            return (1, 0, reply.metadata.src_node_id)
+        metrics = reply.content.metric_records.get(METRICS)
+        partition = metrics.get(PARTITION_ID, -1) if metrics is not None else -1
+        return (0, int(cast(int, partition)), reply.metadata.src_node_id)
+
+    return sorted(replies, key=key)
 
 
 def _scalars(metrics: MetricRecord | None) -> dict[str, float]:

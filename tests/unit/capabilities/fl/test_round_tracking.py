@@ -211,3 +211,38 @@ def test_aggregated_float64_is_cast_back_to_the_sent_dtype() -> None:
 
     # Assert
     assert arrays is not None and arrays["0"].dtype == "float32"
+
+
+class _Order(_Recording):
+    """Records the order in which replies reach the inner strategy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]):  # type: ignore[no-untyped-def]
+        self.seen = [r.metadata.src_node_id for r in replies]
+        return super().aggregate_train(server_round, replies)
+
+
+def test_replies_reach_the_aggregation_in_partition_order(
+    make_reply: Callable[..., Message],
+) -> None:
+    # Prepare: replies arrive in completion order, which varies between runs;
+    # floating-point sums depend on the order they are added in
+    inner = _Order()
+    tracker = RoundTracker(inner)
+    arrived = [
+        make_reply(30, metrics={"num-examples": 1, "partition-id": 2}),
+        make_reply(99, error="node lost"),
+        make_reply(10, metrics={"num-examples": 1, "partition-id": 0}),
+        make_reply(20, metrics={"num-examples": 1, "partition-id": 1}),
+    ]
+
+    # Execute
+    tracker.aggregate_train(1, arrived)
+    first = list(inner.seen)
+    tracker.aggregate_train(2, list(reversed(arrived)))
+
+    # Assert: the same order both times: partitions 0, 1, 2, then the failure
+    assert first == inner.seen == [10, 20, 30, 99]

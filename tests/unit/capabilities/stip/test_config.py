@@ -31,16 +31,14 @@ def test_the_server_checks_its_bundle_before_round_one(
 
 
 @pytest.fixture
-def bundles(tmp_path: Path) -> Path:
-    server = tmp_path / "bundles" / "server"
-    server.mkdir(parents=True)
-    (server / "config.json").write_text("{}")
-    (server / "model.safetensors").write_bytes(b"x")
-    user = tmp_path / "bundles" / "user"
+def bundles(server_bundle: str) -> Path:
+    """``server/`` (from the shared fixture) and ``user/`` side by side."""
+    root = Path(server_bundle).parent
+    user = root / "user"
     user.mkdir()
     (user / "config.json").write_text("{}")
     (user / "stip_user.safetensors").write_bytes(b"x")
-    return tmp_path / "bundles"
+    return root
 
 
 def test_good_bundles_resolve_absolute_and_relative_to_the_working_directory(
