@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,8 +20,8 @@ from torch import nn
 
 from edgecloud.data.arrays import LabeledArrays
 from edgecloud.tasks.base import SplitModel, Task, load_numpy_state, state_to_numpy
+from edgecloud.types import NDArray
 
-NDArray = npt.NDArray[Any]
 # The task hooks the server side needs (Task.loss, Task.predict): injected by
 # TaskSplitOps.server_side so that the cloud part computes the task's own loss.
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
