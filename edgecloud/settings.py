@@ -494,25 +494,17 @@ def _describe(
 def _describe_one(
     section: type[Section], detail: ErrorDetails, sources: Mapping[str, str]
 ) -> str:
-    field_alias = str(detail["loc"][0]) if detail["loc"] else "?"
-    name = next(
-        (n for n, i in section.model_fields.items() if i.alias == field_alias),
-        field_alias,
-    )
-    key = (
-        section.key_of(name)
-        if name in section.model_fields
-        else (f"{section.section}.{field_alias}" if section.section else field_alias)
-    )
-    value = detail["input"]
-    kind = detail["type"]
+    alias = str(detail["loc"][0]) if detail["loc"] else "?"
+    fields = section.model_fields
+    name = next((n for n, info in fields.items() if info.alias == alias), None)
+    prefix = f"{section.section}." if section.section else ""
+    key = section.key_of(name) if name else prefix + alias
+    value, kind = detail["input"], detail["type"]
     if kind == "extra_forbidden":
         return f"unknown run-config key '{key}' (value {value!r})"
+    expected = _expected(fields[name], kind, detail) if name else detail["msg"]
     source = sources.get(key, "run-config")
-    head = f"{source} key '{key}' has value {value!r}"
-    info = section.model_fields.get(name)
-    expected = _expected(info, kind, detail) if info else detail["msg"]
-    return f"{head}; expected {expected}"
+    return f"{source} key '{key}' has value {value!r}; expected {expected}"
 
 
 _TYPE_NAMES = {
