@@ -28,7 +28,9 @@ class Handshake:
 
     Both sides send :attr:`public_bytes` (DER SubjectPublicKeyInfo, 44 bytes) and call
     :meth:`derive` with the peer's; HKDF-SHA256 turns the shared secret into two
-    32-byte keys, bound to the run, the node and both public keys.
+    32-byte keys, bound to the run, the node, both public keys and an optional
+    ``binding`` (a session ticket's secret token: only a peer that knows it derives
+    the same keys).
     """
 
     def __init__(self) -> None:
@@ -36,7 +38,13 @@ class Handshake:
         self.public_bytes: bytes = self._private.public_key().export_key(format="DER")
 
     def derive(
-        self, peer_public: bytes, *, is_server: bool, run_id: int, node_id: int
+        self,
+        peer_public: bytes,
+        *,
+        is_server: bool,
+        run_id: int,
+        node_id: int,
+        binding: bytes = b"",
     ) -> SessionKeys:
         """Session keys for this side; raises ChannelError for a malformed peer key."""
         try:
@@ -53,7 +61,7 @@ class Handshake:
             if is_server
             else (peer_public, self.public_bytes)
         )
-        salt = hashlib.sha256(server_pub + client_pub).digest()
+        salt = hashlib.sha256(server_pub + client_pub + binding).digest()
         context = _INFO + f"|run={run_id}|node={node_id}".encode()
         keys = HKDF(shared, 32, salt, SHA256, num_keys=2, context=context)
         assert isinstance(keys, list | tuple)  # num_keys=2 -> two keys

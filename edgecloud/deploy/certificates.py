@@ -1,4 +1,4 @@
-"""TLS certificates for the SuperLink and SSH-format keys for SuperNode authentication.
+"""TLS certificates (SuperLink, session endpoint) and SSH keys for SuperNode auth.
 
 Generated with the ``cryptography`` package (a dependency of flwr) instead of the
 openssl CLI, so the same code runs on any machine and in tests.
@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,15 +38,29 @@ class NodeKeyFiles:
     public_key: Path
 
 
-def generate_tls(
-    directory: Path, hosts: Sequence[str] = ("localhost", "127.0.0.1")
-) -> TlsFiles:
-    """Create a CA and a SuperLink certificate valid for ``hosts`` (names or IPs).
+class TlsMaterial(NamedTuple):
+    """PEM bytes of a CA certificate and of a server certificate and key it signed."""
 
-    For SuperNodes on other machines, include the SuperLink machine's address as
-    they will dial it (e.g. ``hosts=("localhost", "127.0.0.1", "10.0.0.5")``).
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def tls_material(hosts: Sequence[str] = ("localhost", "127.0.0.1")) -> TlsMaterial:
+    """A fresh CA and a server certificate valid for ``hosts``, in memory.
+
+    Each host becomes an IP subject alternative name if it parses as an IP address,
+    else a DNS name; the first one is also the certificate's common name.
+
+    Raises
+    ------
+    ValueError
+        If ``hosts`` is empty or holds an empty name.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(hosts, str):
+        raise ValueError(f"hosts must be a sequence of names, got the string {hosts!r}")
+    if not hosts or any(not host for host in hosts):
+        raise ValueError(f"hosts must be non-empty names or IPs, got {list(hosts)}")
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgecloud test CA")])
@@ -96,19 +111,52 @@ def generate_tls(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    files = TlsFiles(
-        directory / "ca.crt", directory / "server.pem", directory / "server.key"
-    )
-    files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(
-        files.server_key,
-        server_key.private_bytes(
+    return TlsMaterial(
+        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
+        cert_pem=server_cert.public_bytes(serialization.Encoding.PEM),
+        key_pem=server_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
     )
+
+
+def certificate_hosts(cert_pem: bytes) -> list[str]:
+    """The DNS names and IP addresses a PEM certificate is valid for (its SANs).
+
+    Raises
+    ------
+    ValueError
+        If ``cert_pem`` is not a PEM certificate.
+    """
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    names: list[str] = list(san.value.get_values_for_type(x509.DNSName))
+    names += [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)]
+    return names
+
+
+def generate_tls(
+    directory: Path, hosts: Sequence[str] = ("localhost", "127.0.0.1")
+) -> TlsFiles:
+    """Create a CA and a SuperLink certificate valid for ``hosts`` (names or IPs).
+
+    For SuperNodes on other machines, include the SuperLink machine's address as
+    they will dial it (e.g. ``hosts=("localhost", "127.0.0.1", "10.0.0.5")``).
+    Writes ``ca.crt``, ``server.pem`` and ``server.key`` (mode 0600) in ``directory``.
+    """
+    material = tls_material(hosts)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(
+        directory / "ca.crt", directory / "server.pem", directory / "server.key"
+    )
+    files.ca_cert.write_bytes(material.ca_pem)
+    files.server_cert.write_bytes(material.cert_pem)
+    _write_private(files.server_key, material.key_pem)
     return files
 
 

@@ -22,6 +22,9 @@ from edgecloud.data.arrays import LabeledArrays
 from edgecloud.tasks.base import SplitModel, Task, load_numpy_state, state_to_numpy
 from edgecloud.types import NDArray
 
+# Keys of local-loss SplitFed's auxiliary head in a device / global state.
+AUX_PREFIX = "aux."
+
 # The task hooks the server side needs (Task.loss, Task.predict): injected by
 # TaskSplitOps.server_side so that the cloud part computes the task's own loss.
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -192,6 +195,29 @@ class DeviceSide:
         assert m.grad is not None
         return m.grad.numpy(), float(loss.detach())
 
+    def local_loss_step(
+        self, step: int, aux: nn.Module, aux_optimizer: torch.optim.Optimizer
+    ) -> tuple[NDArray, NDArray, float]:
+        """Local-loss SplitFed: train the front on the device's own loss.
+
+        Han et al. 2021, "Accelerating Federated Learning with Split Learning on
+        Locally Generated Losses": a small auxiliary head on the cut gives the
+        device a loss of its own, so it never waits for the server's gradient.
+        Returns the smashed data of this step (as the forward pass computed it,
+        before the update), its labels and the local loss.
+        """
+        self.front.train()
+        aux.train()
+        x, y = self.inputs(step)
+        out = self.front(x)
+        loss = self.task.loss(aux(out), y)
+        self.front_optimizer.zero_grad()
+        aux_optimizer.zero_grad()
+        torch.autograd.backward([loss])
+        self.front_optimizer.step()
+        aux_optimizer.step()
+        return out.detach().numpy(), y.numpy(), float(loss.detach())
+
 
 @dataclass
 class ServerSide:
@@ -279,6 +305,41 @@ def device_modules(
     return front, head
 
 
+def auxiliary_head(
+    front: nn.Module, example: torch.Tensor, num_classes: int
+) -> nn.Module:
+    """Local-loss SplitFed's device head on the cut: flatten, one linear layer.
+
+    ``example`` is one preprocessed input ``(1, ...)``; the head's width follows the
+    front's output for it. Seed torch first: the server builds the initial head.
+    """
+    with torch.no_grad():
+        width = int(front(example).numel())
+    return nn.Sequential(nn.Flatten(), nn.Linear(width, num_classes))
+
+
+def auxiliary_state(head: nn.Module) -> dict[str, NDArray]:
+    """An auxiliary head's weights, keyed ``aux.*`` beside the model's own."""
+    return {AUX_PREFIX + k: v for k, v in state_to_numpy(head).items()}
+
+
+def load_auxiliary_state(head: nn.Module, state: dict[str, NDArray]) -> None:
+    """Load the ``aux.*`` entries of ``state`` into ``head`` (strict)."""
+    load_numpy_state(
+        head,
+        {
+            k.removeprefix(AUX_PREFIX): v
+            for k, v in state.items()
+            if k.startswith(AUX_PREFIX)
+        },
+    )
+
+
+def without_auxiliary(state: dict[str, NDArray]) -> dict[str, NDArray]:
+    """``state`` without the auxiliary head's entries."""
+    return {k: v for k, v in state.items() if not k.startswith(AUX_PREFIX)}
+
+
 def server_module(model: SplitModel, ushaped: bool) -> nn.Module:
     """The cloud's module, a view into ``model``."""
     return ushaped_parts(model)[1] if ushaped else model.back
@@ -303,13 +364,22 @@ class TaskSplitOps:
         self.test_set, self.batch_size = test_set, batch_size
 
     def new_model(self, state: dict[str, NDArray] | None = None) -> SplitModel:
-        """A full model, loaded with ``state`` if given."""
+        """A full model, loaded with ``state`` if given (auxiliary keys ignored)."""
         model = self.task.build_model()
         if not isinstance(model, SplitModel):
             raise TypeError(f"task {self.task.name!r} declares no cut point")
         if state is not None:
-            load_numpy_state(model, state)
+            load_numpy_state(model, without_auxiliary(state))
         return model
+
+    def auxiliary_state(self) -> dict[str, NDArray]:
+        """A fresh auxiliary head for local-loss SplitFed, keyed ``aux.*``."""
+        model = self.new_model()
+        example = self.task.preprocess(
+            torch.from_numpy(np.ascontiguousarray(self.test_set.features[:1]))
+        )
+        head = auxiliary_head(model.front, example, self.test_set.num_classes)
+        return auxiliary_state(head)
 
     def device_keys(self, ushaped: bool) -> list[str]:
         """Full-state keys of the device part(s)."""

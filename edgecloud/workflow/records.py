@@ -54,9 +54,7 @@ def reply_metrics(reply: Message, name: str) -> MetricRecord:
     return record
 
 
-def value_of(
-    record: ConfigRecord | MetricRecord, key: str, kind: type[ValueT]
-) -> ValueT:
+def value_of(record: Mapping[str, object], key: str, kind: type[ValueT]) -> ValueT:
     """``record[key]`` if present and of type ``kind`` (bool is not an int here)."""
     value = record.get(key)
     if value is None:

@@ -18,6 +18,7 @@ from edgecloud.settings import RunSettings, Section
 from edgecloud.tasks import state_to_numpy
 from edgecloud.tasks.split_steps import TaskSplitOps
 from edgecloud.workflow.run_setup import make_recorder, set_up_task
+from edgecloud.workflow.stream import stream_endpoint
 
 
 class SplitCapability:
@@ -37,13 +38,17 @@ class SplitCapability:
         ops = TaskSplitOps(
             setup.task, config.lr, common.momentum, setup.test_set, common.batch_size
         )
+        initial = state_to_numpy(setup.model)
+        if config.local_loss:
+            initial |= ops.auxiliary_state()
         label = f"split: {config.mode} on {common.task} ({common.partitioning})"
-        SplitLearning(config, common, ops, run_id=context.run_id).run(
-            grid, state_to_numpy(setup.model), make_recorder(settings, label)
-        )
+        with stream_endpoint(config, grid, "split steps") as endpoint:
+            SplitLearning(config, common, ops, context.run_id, endpoint).run(
+                grid, initial, make_recorder(settings, label)
+            )
 
     def register(self, app: ClientApp) -> None:
-        """Register the device's step handler."""
+        """Register the device's per-step and per-round (streamed) handlers."""
         client.register(app)
 
 

@@ -1,21 +1,33 @@
-"""The device side of split learning: one ``train.split_step`` message = one step.
+"""The device side of split learning, over Flower messages or a streamed session.
 
-Everything the device must remember between messages (session keys and counters,
-device weights, optimizer buffers, the round's head losses) lives in
-``context.state``; it is written only after a message was fully processed, so a
-rejected message leaves the device exactly as it was.
+``train.split_step``: one message is one step. What the device must remember
+between messages (session keys and counters, device weights, optimizer buffers,
+the round's losses) lives in ``context.state``, written only after a message was
+fully processed, so a rejected message leaves the device exactly as it was.
+
+``train.split_session``: one message per round carries a session ticket; the
+handler connects to the server's endpoint, sets the round up once (settings, data,
+model, optimizers) and runs every step over the stream; ``context.state`` is
+written once, after the round's last step succeeded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from edgecloud.capabilities.split import keys as k
 from edgecloud.capabilities.split.config import SplitConfig
+from edgecloud.capabilities.split.device import (
+    LOCAL_LOSS,
+    DeviceRound,
+    DeviceState,
+    inference_step,
+)
 from edgecloud.channel import (
     CLIENT_TO_SERVER,
     ChannelError,
@@ -23,29 +35,20 @@ from edgecloud.channel import (
     Handshake,
     SecureChannel,
     SessionKeys,
-    weights_digest,
 )
-from edgecloud.settings import (
-    CommonSettings,
-    NodeConfig,
-    RunSettings,
-    load_client_settings,
-)
-from edgecloud.tasks import SplitModel, load_numpy_state, state_to_numpy
-from edgecloud.tasks.split_steps import (
-    DeviceSide,
-    batch_schedule,
-    device_keys,
-    device_modules,
-    load_optimizer_state,
-    make_optimizer,
-    optimizer_state,
-)
+from edgecloud.channel.envelope import open_control, pack, seal_control, unpack
+from edgecloud.settings import NodeConfig, RunSettings, load_client_settings
 from edgecloud.types import NDArray
-from edgecloud.workflow.client_data import load_node_data
-from edgecloud.workflow.keys import METRICS, NUM_EXAMPLES, PARTITION_ID, TRAIN_LOSS
+from edgecloud.workflow.keys import METRICS
 from edgecloud.workflow.records import from_record, to_record
-from edgecloud.workflow.seeds import client_round_seed
+from edgecloud.workflow.stream import (
+    SESSION,
+    STATUS,
+    STATUS_DONE,
+    connect_client,
+    end_session,
+    session_messages,
+)
 
 # context.state entries (local to the device, never sent).
 _SESSION, _WEIGHTS, _OPTIMIZER, _PROGRESS = (
@@ -57,15 +60,19 @@ _SESSION, _WEIGHTS, _OPTIMIZER, _PROGRESS = (
 
 
 def register(app: ClientApp) -> None:
-    """Register the split-learning step handler."""
+    """Register the per-step and the per-round (streamed) handlers."""
     app.train(k.STEP_ACTION)(split_step)
+    app.train(k.SESSION_ACTION)(split_session)
 
 
+def _settings(context: Context) -> RunSettings[SplitConfig]:
+    return load_client_settings(context.run_config, context.node_config, SplitConfig)
+
+
+# ------------------------------------------------------------------ messages
 def split_step(msg: Message, context: Context) -> Message:
-    """Apply the received gradient, run the head (U-shaped), send next activations."""
-    settings: RunSettings[SplitConfig] = load_client_settings(
-        context.run_config, context.node_config, SplitConfig
-    )
+    """One step: apply the gradient, run the head, send the next activations."""
+    settings = _settings(context)
     node = NodeConfig.from_node_config(context.node_config)
     control = msg.content.config_records[k.CONTROL]
     mode = str(control[k.MODE])
@@ -83,100 +90,37 @@ def split_step(msg: Message, context: Context) -> Message:
     session, tensors, reply_config = _open_session(
         control, context, frame_context, start
     )
+    codec = str(control[k.CODEC])
     if control.get(k.INFER, False):
-        return _split_inference(
-            msg, context, settings, node, control, session, tensors, reply_config,
-            frame_context, train_id,
-        )  # fmt: skip
-    device, model, keys_on_device, num_examples = _device_side(
-        settings, node, msg, context, frame_context.server_round, start, mode
-    )
-    progress = _progress(context, start)
+        weights = _start_weights(msg, context) if start else _kept_weights(context)
+        out = inference_step(settings, node, mode, weights, tensors, start)
+        reply_config[k.FRAME] = session.seal(out, frame_context, codec)
+        _save_session(context, session, mode, train_id)
+        context.state[_WEIGHTS] = to_record(weights)
+        return Message(
+            RecordDict({k.CONTROL: ConfigRecord(reply_config)}), reply_to=msg
+        )
 
-    # --- one step of the protocol -------------------------------------------------
-    out: dict[str, NDArray] = {}
-    if k.GRAD in tensors:
-        device.apply_gradient(int(cast(int, control[k.GRAD_STEP])), tensors[k.GRAD])
-    if k.MIDDLE in tensors:
-        head_step = int(cast(int, control[k.HEAD_STEP]))
-        out[k.GRAD_MIDDLE], loss = device.head_step(head_step, tensors[k.MIDDLE])
-        progress["loss-sum"] += loss
-        progress["loss-count"] += 1
-    want = int(cast(int, control.get(k.WANT_STEP, -1)))
-    if want >= 0:
-        out[k.ACTIVATIONS], labels = device.activations(want)
-        if mode != "split-ushaped":  # U-shaped: labels never leave the device
-            out[k.LABELS] = labels
-    if start:
-        reply_config[k.NUM_STEPS] = len(device.schedule)
-    state = state_to_numpy(model)
-    trained = {key: np.ascontiguousarray(state[key]) for key in keys_on_device}
-    final = bool(control.get(k.FINAL, False))
-    if final:
-        out[k.FRONT_DIGEST] = weights_digest(trained)
-    reply_config[k.FRAME] = session.seal(out, frame_context, str(control[k.CODEC]))
+    device = DeviceRound(
+        settings,
+        node,
+        mode,
+        frame_context.server_round,
+        _device_state(msg, context, start),
+    )
+    out, values = device.step(control, tensors)
+    reply_config.update(values)
+    final = bool(control.get(k.FINAL, False)) or mode == LOCAL_LOSS
+    reply_config[k.FRAME] = session.seal(out, frame_context, codec)
 
     # --- reply, then persist (nothing above touched context.state) ----------------
     content = RecordDict({k.CONTROL: ConfigRecord(reply_config)})
     if final:
-        content[k.FRONT] = to_record(trained)
-        metrics: dict[str, Any] = {
-            NUM_EXAMPLES: num_examples,
-            PARTITION_ID: node.partition_id,
-        }
-        if progress["loss-count"]:
-            metrics[TRAIN_LOSS] = progress["loss-sum"] / progress["loss-count"]
-        content[METRICS] = MetricRecord(metrics)
-    _save(context, session, trained, device, progress, mode, train_id)
-    return Message(content, reply_to=msg)
-
-
-def _split_inference(
-    msg: Message,
-    context: Context,
-    settings: RunSettings[SplitConfig],
-    node: NodeConfig,
-    control: ConfigRecord,
-    session: SecureChannel,
-    tensors: dict[str, NDArray],
-    reply_config: dict[str, Any],
-    frame_context: FrameContext,
-    train_id: int,
-) -> Message:
-    """Send the validation split's smashed data; score the predictions returned."""
-    mode = str(control[k.MODE])
-    ushaped = mode == "split-ushaped"
-    task = settings.common.task_plugin
-    data = load_node_data(settings.common, node).val
-    model = cast(SplitModel, task.build_model())
-    start = bool(control.get(k.START, False))
-    weights = _device_weights(msg, context, start, device_keys(model, ushaped))
-    load_numpy_state(model, {**state_to_numpy(model), **weights})
-    front, head = device_modules(model, ushaped)
-    device = DeviceSide(
-        task, front, make_optimizer(front, settings.section.lr, 0.0), data, [], head
-    )
-    out: dict[str, NDArray]
-    if start:
-        out = {k.ACTIVATIONS: device.inference_activations(data)}
-    else:
-        predicted = (
-            device.head_predictions(tensors[k.MIDDLE])
-            if ushaped
-            else tensors[k.PREDICTIONS]
-        )
-        if predicted.shape != data.labels.shape:
-            raise ChannelError(
-                f"{predicted.shape} predictions for {len(data)} examples"
-            )
-        out = {
-            k.CORRECT: np.array([int((predicted == data.labels).sum())], np.int64),
-            k.COUNT: np.array([len(data)], dtype=np.int64),
-        }
-    reply_config[k.FRAME] = session.seal(out, frame_context, str(control[k.CODEC]))
+        content[k.FRONT] = to_record(device.trained())
+        content[METRICS] = MetricRecord(device.metrics())
     _save_session(context, session, mode, train_id)
-    context.state[_WEIGHTS] = to_record(weights)
-    return Message(RecordDict({k.CONTROL: ConfigRecord(reply_config)}), reply_to=msg)
+    _save_state(context, device.state())
+    return Message(content, reply_to=msg)
 
 
 def _open_session(
@@ -203,61 +147,28 @@ def _open_session(
     return SecureChannel(keys, send_direction=CLIENT_TO_SERVER), {}, reply_config
 
 
-def _device_side(
-    settings: RunSettings[SplitConfig],
-    node: NodeConfig,
-    msg: Message,
-    context: Context,
-    rnd: int,
-    start: bool,
-    mode: str,
-) -> tuple[DeviceSide, SplitModel, list[str], int]:
-    """The device model (weights from the server or from state), optimizer, batches."""
-    common: CommonSettings = settings.common
-    lr = settings.section.lr
-    task = common.task_plugin
-    data = load_node_data(common, node).train
-    model = cast(SplitModel, task.build_model())
-    ushaped = mode == "split-ushaped"
-    keys_on_device = device_keys(model, ushaped)
-    weights = _device_weights(msg, context, start, keys_on_device)
-    load_numpy_state(model, {**state_to_numpy(model), **weights})
-    front, head = device_modules(model, ushaped)
-    device = DeviceSide(
-        task,
-        front,
-        make_optimizer(front, lr, common.momentum),
-        data,
-        batch_schedule(
-            len(data),
-            common.batch_size,
-            common.local_epochs,
-            seed=client_round_seed(common.seed, rnd, node.partition_id),
-        ),
-        head,
-        make_optimizer(head, lr, common.momentum) if head is not None else None,
-    )
-    _restore_optimizers(context, device)
-    return device, model, keys_on_device, len(data)
+def _device_state(msg: Message, context: Context, start: bool) -> DeviceState:
+    """Weights from the server (start) or kept locally; buffers and progress."""
+    weights = _start_weights(msg, context) if start else _kept_weights(context)
+    state = DeviceState(weights, _kept_buffers(context))
+    if not start and _PROGRESS in context.state.metric_records:
+        saved = context.state.metric_records[_PROGRESS]
+        state.loss_sum = float(cast(float, saved["loss-sum"]))
+        state.loss_count = float(cast(float, saved["loss-count"]))
+    return state
 
 
-def _device_weights(
-    msg: Message, context: Context, start: bool, keys: list[str]
-) -> dict[str, NDArray]:
-    if start and k.FRONT in msg.content.array_records:
-        record = msg.content.array_records[k.FRONT]
-    elif _WEIGHTS in context.state.array_records:
-        record = context.state.array_records[_WEIGHTS]
-    else:
-        raise ValueError(
-            "no device weights: neither sent by the server nor kept locally"
-        )
-    weights = from_record(record)
-    if set(weights) != set(keys):
-        raise ValueError(
-            f"device weights have {len(weights)} keys; expected {len(keys)}"
-        )
-    return weights
+def _start_weights(msg: Message, context: Context) -> dict[str, NDArray]:
+    """The server's device weights, or (SplitFed between syncs) the node's own."""
+    if k.FRONT in msg.content.array_records:
+        return from_record(msg.content.array_records[k.FRONT])
+    return _kept_weights(context)
+
+
+def _kept_weights(context: Context) -> dict[str, NDArray]:
+    if _WEIGHTS not in context.state.array_records:
+        raise ValueError("no device weights: neither sent by the server nor kept")
+    return from_record(context.state.array_records[_WEIGHTS])
 
 
 def _forget_other_trainings(context: Context, train_id: int) -> None:
@@ -289,63 +200,139 @@ def _restore_session(context: Context) -> SecureChannel:
     )
 
 
-def _restore_optimizers(context: Context, device: DeviceSide) -> None:
-    if _OPTIMIZER not in context.state.array_records:
-        return
-    buffers = from_record(context.state.array_records[_OPTIMIZER])
-    load_optimizer_state(
-        device.front_optimizer,
-        {key[6:]: v for key, v in buffers.items() if key.startswith("front.")},
-    )
-    if device.head_optimizer is not None:
-        load_optimizer_state(
-            device.head_optimizer,
-            {key[5:]: v for key, v in buffers.items() if key.startswith("head.")},
-        )
-
-
-def _progress(context: Context, start: bool) -> dict[str, float]:
-    if start or _PROGRESS not in context.state.metric_records:
-        return {"loss-sum": 0.0, "loss-count": 0.0}
-    saved = context.state.metric_records[_PROGRESS]
-    return {key: float(cast(float, saved[key])) for key in ("loss-sum", "loss-count")}
-
-
-def _save(
-    context: Context,
-    session: SecureChannel,
-    trained: dict[str, NDArray],
-    device: DeviceSide,
-    progress: dict[str, float],
-    mode: str,
-    train_id: int,
-) -> None:
-    _save_session(context, session, mode, train_id)
-    context.state[_WEIGHTS] = to_record(trained)
-    buffers = {
-        f"front.{key}": v for key, v in optimizer_state(device.front_optimizer).items()
-    }
-    if device.head_optimizer is not None:
-        buffers |= {
-            f"head.{key}": v
-            for key, v in optimizer_state(device.head_optimizer).items()
-        }
-    context.state[_OPTIMIZER] = to_record(buffers)
-    context.state[_PROGRESS] = MetricRecord(progress)  # type: ignore[arg-type]
-
-
 def _save_session(
-    context: Context, session: SecureChannel, mode: str, train_id: int
+    context: Context, session: SecureChannel | None, mode: str, train_id: int
 ) -> None:
-    keys = session.keys
+    """The message channel's keys and counters (none after a streamed round)."""
+    keys = session.keys if session is not None else None
     context.state[_SESSION] = ConfigRecord(
         {
             "encrypted": keys is not None,
             "send-key": keys.send_key if keys else b"",
             "recv-key": keys.recv_key if keys else b"",
-            "send-counter": session.send_counter,
-            "recv-counter": session.recv_counter,
+            "send-counter": session.send_counter if session else 0,
+            "recv-counter": session.recv_counter if session else 0,
             "mode": mode,
             "train-id": train_id,
         }
     )
+
+
+def _save_state(context: Context, state: DeviceState) -> None:
+    context.state[_WEIGHTS] = to_record(state.weights)
+    context.state[_OPTIMIZER] = to_record(state.optimizer)
+    context.state[_PROGRESS] = MetricRecord(
+        {"loss-sum": state.loss_sum, "loss-count": state.loss_count}
+    )
+
+
+# ------------------------------------------------------------------- stream
+def split_session(msg: Message, context: Context) -> Message:
+    """A whole round (or split inference) over the server's streamed session."""
+    settings = _settings(context)
+    control = msg.content.config_records[k.CONTROL]
+    run_id = int(cast(int, control[k.RUN_ID]))
+    train_id = int(cast(int, control[k.TRAIN_ID]))
+    infer = bool(control.get(k.INFER, False))
+    if not infer:
+        _forget_other_trainings(context, train_id)
+    connected = connect_client(
+        msg,
+        run_id=run_id,
+        node_id=context.node_id,
+        ca_pem=_pinned_ca(settings),
+        max_message_bytes=settings.section.stream_max_message_mib << 20,
+    )
+    if isinstance(connected, Message):  # unreachable; auto: over messages instead
+        return connected
+    client, keys = connected
+    on = bool(control.get(k.ENCRYPTED, True))
+    channel = SecureChannel(keys if on else None, send_direction=CLIENT_TO_SERVER)
+    device = _StreamedRound(settings, context, control)
+    timeout = settings.common.round_timeout
+    with client:
+        for exchange, received in enumerate(session_messages(client, timeout)):
+            where = FrameContext(
+                run_id, context.node_id, k.MSG_SESSION, device.round, exchange
+            )
+            frames = unpack(received)
+            step = open_control(channel, frames[0], where)
+            tensors = channel.open(frames[1], where) if len(frames) > 1 else {}
+            front = channel.open(frames[2], where) if len(frames) > 2 else None
+            out, values, trained = device.answer(step, tensors, front)
+            # frames in counter order: control, tensors, then (last step) weights
+            sealed = [
+                seal_control(channel, values, where),
+                channel.seal(out, where, device.codec),
+            ]
+            if trained is not None:
+                sealed.append(channel.seal(trained, where))
+            client.send(pack(sealed))
+            if values.get(k.LAST, False):
+                end_session(client, timeout)
+                break
+    content = RecordDict({SESSION: ConfigRecord({STATUS: STATUS_DONE})})
+    if device.round_state is not None:  # the round succeeded: persist once
+        _save_session(context, None, device.mode, train_id)
+        _save_state(context, device.round_state.state())
+        content[METRICS] = MetricRecord(device.round_state.metrics())
+    return Message(content, reply_to=msg)
+
+
+class _StreamedRound:
+    """The device's side of one streamed session: set up once, then every step."""
+
+    def __init__(
+        self,
+        settings: RunSettings[SplitConfig],
+        context: Context,
+        control: ConfigRecord,
+    ) -> None:
+        self.settings, self.context = settings, context
+        self.node = NodeConfig.from_node_config(context.node_config)
+        self.mode, self.codec = str(control[k.MODE]), str(control[k.CODEC])
+        self.round = int(cast(int, control[k.SERVER_ROUND]))
+        self.infer = bool(control.get(k.INFER, False))
+        self.round_state: DeviceRound | None = None
+        self.served: dict[str, NDArray] = {}  # inference: the model to serve
+
+    def answer(
+        self,
+        step: Mapping[str, Any],
+        tensors: dict[str, NDArray],
+        front: dict[str, NDArray] | None,
+    ) -> tuple[dict[str, NDArray], dict[str, Any], dict[str, NDArray] | None]:
+        """(tensors, control values, trained weights on the last step) of a reply."""
+        start = bool(step.get(k.START, False))
+        if self.infer:
+            if front is not None:  # the model to serve comes with the start
+                self.served = front
+            out = inference_step(
+                self.settings, self.node, self.mode, self.served, tensors, start
+            )
+            return out, {k.LAST: not start}, None
+        if self.round_state is None:  # the round's set-up, once
+            weights = front if front is not None else _kept_weights(self.context)
+            state = DeviceState(weights, _kept_buffers(self.context))
+            self.round_state = DeviceRound(
+                self.settings, self.node, self.mode, self.round, state
+            )
+        device = self.round_state
+        out, values = device.step(step, tensors)
+        if not (bool(step.get(k.FINAL, False)) or self.mode == LOCAL_LOSS):
+            return out, values, None
+        values |= {k.LAST: True, k.METRICS: device.metrics()}
+        return out, values, device.trained()
+
+
+def _kept_buffers(context: Context) -> dict[str, NDArray]:
+    """The node's optimizer buffers (momentum carries across rounds)."""
+    if _OPTIMIZER not in context.state.array_records:
+        return {}
+    return from_record(context.state.array_records[_OPTIMIZER])
+
+
+def _pinned_ca(settings: RunSettings[SplitConfig]) -> bytes | None:
+    """The CA this node trusts instead of the ticket's (node config ``stream-ca``)."""
+    path = settings.section.stream_ca
+    return Path(path).expanduser().read_bytes() if path else None

@@ -5,18 +5,23 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 from edgecloud.exceptions import ConfigError
-from edgecloud.settings import CLIENT, CommonSettings, Count, Positive, Section
+from edgecloud.settings import CLIENT, CommonSettings, Count, Positive
+from edgecloud.workflow.stream import StreamSettings
 
-SplitMode = Literal["split", "split-ushaped", "splitfed-v1", "splitfed-v2"]
+SplitMode = Literal[
+    "split", "split-ushaped", "splitfed-v1", "splitfed-v2", "splitfed-local-loss"
+]
 ChannelCodec = Literal["fp32", "fp16", "bf16", "int8"]  # edgecloud.channel.CODECS
 
 
-class SplitConfig(Section):
+class SplitConfig(StreamSettings):
     """Split learning over the sealed channel (``capability = "split"``).
 
     ``mode`` picks the protocol; ``lr`` is the SGD learning rate of every part
-    (device front, U-shaped head, server part); ``sync-interval`` is how many
-    rounds SplitFed clients train their own fronts between two averagings.
+    (device front, U-shaped head, local-loss auxiliary head, server part);
+    ``sync-interval`` is how many rounds SplitFed clients train their own fronts
+    between two averagings. The ``transport`` / ``stream-*`` keys choose Flower
+    messages or streamed sessions for the steps (see ``workflow.stream``).
     """
 
     section: ClassVar[str] = "split"
@@ -44,6 +49,11 @@ class SplitConfig(Section):
     def ushaped(self) -> bool:
         """Labels and loss stay on the device."""
         return self.mode == "split-ushaped"
+
+    @property
+    def local_loss(self) -> bool:
+        """The device trains on its own loss; one exchange per round."""
+        return self.mode == "splitfed-local-loss"
 
     @property
     def sequential(self) -> bool:

@@ -30,25 +30,40 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from flwr.app import ConfigRecord, RecordDict
+from flwr.app.typing import ConfigRecordValues
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from edgecloud.capabilities.split import keys as k
 from edgecloud.capabilities.split.aggregation import weighted_mean
 from edgecloud.capabilities.split.config import SplitConfig
-from edgecloud.capabilities.split.framing import SealedCodec, SplitIn, SplitOut
+from edgecloud.capabilities.split.framing import (
+    SealedCodec,
+    SplitIn,
+    SplitOut,
+    StreamSealedCodec,
+)
 from edgecloud.channel import ChannelError, ErrorFeedback, weights_digest
 from edgecloud.results import RoundRecord, RunHistory, RunRecorder
 from edgecloud.settings import CommonSettings
 from edgecloud.types import NDArray
-from edgecloud.workflow.exchange import Conversation, DroppedError, LockstepExchange
-from edgecloud.workflow.keys import METRICS, NUM_EXAMPLES, TRAIN_LOSS
+from edgecloud.workflow.exchange import (
+    Conversation,
+    DroppedError,
+    LockstepExchange,
+    MessageTransport,
+    RoutedTransport,
+    Transport,
+)
+from edgecloud.workflow.keys import NUM_EXAMPLES, TRAIN_LOSS
 from edgecloud.workflow.nodes import sample_nodes
-from edgecloud.workflow.records import (
-    from_record,
-    reply_arrays,
-    reply_metrics,
-    value_of,
+from edgecloud.workflow.records import value_of
+from edgecloud.workflow.stream import (
+    StreamEndpoint,
+    StreamTransport,
+    collect_replies,
+    open_sessions,
 )
 from edgecloud.workflow.traffic import Traffic
 
@@ -92,6 +107,9 @@ class SplitOps(Protocol):
     def evaluate(self, state: dict[str, NDArray]) -> dict[str, float]:
         """Loss and accuracy of the assembled model."""
 
+    def auxiliary_state(self) -> dict[str, NDArray]:
+        """A fresh local-loss auxiliary head, keyed ``aux.*``."""
+
 
 @dataclass
 class ClientRound:
@@ -124,6 +142,9 @@ class SplitLearning:
         The task's model operations (injected by the capability's ``serve``).
     run_id : int
         Bound into every frame's associated data.
+    endpoint : StreamEndpoint, optional
+        The run's streamed-session endpoint; ``None``: every exchange is a Flower
+        message.
     """
 
     def __init__(
@@ -132,12 +153,16 @@ class SplitLearning:
         common: CommonSettings,
         ops: SplitOps,
         run_id: int,
+        endpoint: StreamEndpoint | None = None,
     ) -> None:
         self.config, self.common, self.ops, self.run_id = config, common, ops, run_id
+        self.endpoint = endpoint
         # Identifies this training run to the clients: device state (optimizer
         # buffers, local fronts) of an earlier run on the same node is not reused.
         self.train_id = random.SystemRandom().getrandbits(62)
         self.device_keys = set(ops.device_keys(config.ushaped))
+        if config.local_loss:
+            self.device_keys |= set(ops.auxiliary_state())
         self.global_state: dict[str, NDArray] = {}
         self._shared: ServerPart | None = None  # split, split-ushaped, splitfed-v2
         self._copies: dict[int, ServerPart] = {}  # splitfed-v1: one per client
@@ -217,28 +242,88 @@ class SplitLearning:
         rnd: int,
         conversations: dict[int, Conversation[SplitOut, SplitIn, Any]],
         traffic: Traffic,
+        infer: bool = False,
     ) -> list[Any]:
-        """Run conversations in lock-step with fresh per-node keys for this round."""
-        codec = SealedCodec(
-            self.config,
-            run_id=self.run_id,
-            train_id=self.train_id,
-            server_round=rnd,
-            feedback=self._feedback,
-        )
-        label = f"{self.config.mode} round {rnd}" if rnd else "split inference"
-        exchange: LockstepExchange[SplitOut, SplitIn, Any] = LockstepExchange(
+        """Run conversations in lock-step with fresh per-node keys for this round.
+
+        Over messages, or over one streamed session per node (those that cannot
+        reach the endpoint under ``transport = "auto"`` over messages).
+        """
+        label = "split inference" if infer else f"{self.config.mode} round {rnd}"
+        messages: Transport[SplitOut, SplitIn] = MessageTransport(
             grid,
-            codec,
+            SealedCodec(
+                self.config,
+                run_id=self.run_id,
+                train_id=self.train_id,
+                server_round=rnd,
+                feedback=self._feedback,
+            ),
             timeout=self.common.round_timeout,
             group_id=str(rnd),
+        )
+        routes: dict[int, Transport[SplitOut, SplitIn]] = dict.fromkeys(
+            conversations, messages
+        )
+        sessions = None
+        if self.endpoint is not None:
+            sessions = open_sessions(
+                grid,
+                self.endpoint,
+                conversations,
+                run_id=self.run_id,
+                message_type=k.MSG_SESSION,
+                content=lambda node: self._session_content(rnd, infer),
+                group_id=str(rnd),
+                label=label,
+            )
+            codec = StreamSealedCodec(
+                self.config,
+                {node: s.keys for node, s in sessions.connected.items()},
+                run_id=self.run_id,
+                train_id=self.train_id,
+                server_round=rnd,
+                feedback=self._feedback,
+            )
+            stream: Transport[SplitOut, SplitIn] = StreamTransport(
+                sessions.connected, codec, timeout=self.common.round_timeout
+            )
+            routes = dict.fromkeys(sessions.connected, stream) | dict.fromkeys(
+                sessions.fallback, messages
+            )
+        exchange: LockstepExchange[SplitOut, SplitIn, Any] = LockstepExchange(
+            RoutedTransport(routes),
             label=label,
             drop_on=(ChannelError,),
             on_drop=self._forget,
         )
-        outcome = exchange.run(conversations)
+        try:
+            outcome = exchange.run(
+                {n: c for n, c in conversations.items() if n in routes}
+            )
+        finally:
+            if sessions is not None and self.endpoint is not None:
+                sessions.close()
+                timeout = self.endpoint.settings.stream_connect_timeout
+                collect_replies(grid, sessions, timeout, label)
+                traffic.add(sessions.traffic)
+        for node in conversations.keys() - routes.keys():
+            self._forget(node, "no session")
         traffic.add(outcome.traffic)
         return list(outcome.results.values())
+
+    def _session_content(self, rnd: int, infer: bool) -> RecordDict:
+        """What a session message tells the client besides its ticket."""
+        control: dict[str, ConfigRecordValues] = {
+            k.MODE: self.config.mode,
+            k.SERVER_ROUND: rnd,
+            k.RUN_ID: self.run_id,
+            k.TRAIN_ID: self.train_id,
+            k.CODEC: self.config.channel_codec,
+            k.INFER: infer,
+            k.ENCRYPTED: self.config.channel_encryption,
+        }
+        return RecordDict({k.CONTROL: ConfigRecord(control)})
 
     def _forget(self, node: int, reason: str) -> None:
         self._copies.pop(node, None)  # a SplitFed-v1 copy it half-trained
@@ -249,6 +334,8 @@ class SplitLearning:
         server = self._server_part(node)
         start_front = None if self._local_fronts else self._global_front()
         reply = yield SplitOut({k.START: True, k.WANT_STEP: 0}, front=start_front)
+        if self.config.local_loss:
+            return self._train_on_local_round(node, server, reply)
         steps = value_of(reply.control, k.NUM_STEPS, int)
         if steps < 1:
             raise DroppedError(f"client reports {steps} steps; expected at least 1")
@@ -276,17 +363,56 @@ class SplitLearning:
             reply = yield SplitOut(dict(control), {k.GRAD: grad})
             if not final:
                 tensors = reply.tensors(expected)
-        return self._finish(node, reply, losses)
-
-    def _finish(self, node: int, reply: SplitIn, losses: list[float]) -> ClientRound:
-        """Check the returned device weights against their sealed digest."""
         digest = reply.tensors({k.FRONT_DIGEST: (32,)})[k.FRONT_DIGEST]
-        front = from_record(reply_arrays(reply.reply, k.FRONT))
+        return self._finish(node, reply, losses, digest)
+
+    def _train_on_local_round(
+        self, node: int, server: ServerPart, reply: SplitIn
+    ) -> ClientRound:
+        """Local-loss SplitFed: the server part trains on the round's smashed data.
+
+        The client sent every batch's smashed data and labels at once (stacked,
+        with the batch sizes); the server takes one optimizer step per batch.
+        """
+        steps = value_of(reply.control, k.NUM_STEPS, int)
+        if steps < 1:
+            raise DroppedError(f"client reports {steps} steps; expected at least 1")
+        tensors = reply.tensors(
+            {
+                k.ACTIVATIONS: None,
+                k.LABELS: None,
+                k.BATCH_SIZES: (steps,),
+                k.FRONT_DIGEST: (32,),
+            }
+        )
+        activations, labels = tensors[k.ACTIVATIONS], tensors[k.LABELS]
+        sizes = [int(n) for n in tensors[k.BATCH_SIZES]]
+        if (
+            min(sizes) < 1
+            or sum(sizes) != len(labels)
+            or len(activations) != len(labels)
+        ):
+            raise DroppedError(
+                f"batch sizes {sizes} do not fit {len(activations)} activations and "
+                f"{len(labels)} labels"
+            )
+        losses, offset = [], 0
+        for size in sizes:
+            rows = slice(offset, offset + size)
+            losses.append(server.loss_step(activations[rows], labels[rows])[1])
+            offset += size
+        return self._finish(node, reply, losses, tensors[k.FRONT_DIGEST])
+
+    def _finish(
+        self, node: int, reply: SplitIn, losses: list[float], digest: NDArray
+    ) -> ClientRound:
+        """Check the returned device weights against their sealed digest."""
+        front = reply.front()
         if not np.array_equal(weights_digest(front), digest):
             raise ChannelError("device weights do not match their sealed digest")
         if set(front) != self.device_keys:
             raise DroppedError("device weights do not have the device keys")
-        metrics = reply_metrics(reply.reply, METRICS)
+        metrics = reply.metrics()
         num_examples = value_of(metrics, NUM_EXAMPLES, int)
         if self.config.ushaped and TRAIN_LOSS in metrics:
             losses = [float(value_of(metrics, TRAIN_LOSS, float))]
@@ -320,7 +446,7 @@ class SplitLearning:
         started = time.perf_counter()
         traffic = Traffic()
         scores: list[InferenceScore] = self._exchange(
-            grid, 0, {n: converse(n) for n in nodes}, traffic
+            grid, 0, {n: converse(n) for n in nodes}, traffic, infer=True
         )
         total = sum(s.count for s in scores)
         if not total or recorder.history.last is None:

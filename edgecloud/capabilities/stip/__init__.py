@@ -19,6 +19,7 @@ from edgecloud.capabilities.stip.server import SecureInference
 from edgecloud.settings import RunSettings, Section
 from edgecloud.workflow.nodes import wait_for_nodes
 from edgecloud.workflow.run_setup import make_recorder
+from edgecloud.workflow.stream import stream_endpoint
 
 
 class StipCapability:
@@ -41,9 +42,10 @@ class StipCapability:
         nodes = wait_for_nodes(grid, common.min_available_nodes, common.round_timeout)
         rounds = config.max_new_tokens + 1 if server.is_generator else 2
         label = f"stip: {server.family.name} serving {len(nodes)} data owners"
-        SecureInference(server, rounds, common.round_timeout).run(
-            grid, nodes, make_recorder(settings, label)
-        )
+        with stream_endpoint(config, grid, "STIP tokens") as endpoint:
+            SecureInference(
+                server, rounds, common.round_timeout, endpoint, context.run_id
+            ).run(grid, nodes, make_recorder(settings, label))
 
     def register(self, app: ClientApp) -> None:
         """Register the data owner's step handler."""

@@ -8,19 +8,37 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app.typing import ConfigRecordValues
 from flwr.clientapp import ClientApp
 
 from edgecloud.capabilities.stip import keys as k
 from edgecloud.capabilities.stip.config import StipConfig, resolve_bundle
+from edgecloud.channel import (
+    CLIENT_TO_SERVER,
+    ChannelError,
+    FrameContext,
+    SecureChannel,
+)
+from edgecloud.channel.envelope import open_control, pack, seal_control, unpack
 from edgecloud.settings import NodeConfig, RunSettings, load_client_settings
 from edgecloud.workflow.records import from_record, to_record
 from edgecloud.workflow.seeds import generation_seed
+from edgecloud.workflow.stream import (
+    SESSION,
+    STATUS,
+    STATUS_DONE,
+    connect_client,
+    end_session,
+    session_messages,
+)
 
 if TYPE_CHECKING:  # transformers loads only when a STIP message arrives
     from edgecloud.stip.runtime import StipUser
@@ -29,8 +47,9 @@ _STATE = "stip-client"  # context.state entry: the generation so far (JSON)
 
 
 def register(app: ClientApp) -> None:
-    """Register the data owner's step handler."""
+    """Register the data owner's per-exchange and per-generation handlers."""
     app.query(k.STEP_ACTION)(stip_step)
+    app.query(k.SESSION_ACTION)(stip_session)
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,61 +101,132 @@ def _inputs(
     return torch.tensor([ids])
 
 
+@dataclass
+class DataOwner:
+    """One data owner's generation (or classification), whatever carries it."""
+
+    settings: RunSettings[StipConfig]
+    node: NodeConfig
+    user: StipUser
+    tokenizer: Any
+
+    @classmethod
+    def of(cls, context: Context) -> DataOwner:
+        """Settings, node facts and the (checked) user bundle of this node."""
+        settings: RunSettings[StipConfig] = load_client_settings(
+            context.run_config, context.node_config, StipConfig
+        )
+        key = StipConfig.key_of("user_bundle")
+        source = "node config" if key in context.node_config else "run-config"
+        bundle = resolve_bundle(key, settings.section.user_bundle, "user", source)
+        node = NodeConfig.from_node_config(context.node_config)
+        return cls(settings, node, _user(bundle), _tokenizer(bundle))
+
+    def start(self) -> tuple[dict[str, Any], torch.Tensor]:
+        """The generation's state and the permuted prompt (or input) embeddings."""
+        ids = prompt_ids(self.settings.section.prompt, self.tokenizer)
+        inputs = _inputs(self.user, self.settings, self.node, ids)
+        state: dict[str, Any] = {"prompt": ids, "generated": []}
+        return state, self.user.protect(self.user.embed(inputs))[0]
+
+    def advance(
+        self, state: dict[str, Any], permuted_logits: npt.NDArray[Any], step: int
+    ) -> torch.Tensor | None:
+        """Un-permute, pick the next token; its permuted embedding or None (done).
+
+        Updates ``state`` in place; writes the output file when done.
+        """
+        config = self.settings.section
+        logits = self.user.reveal(torch.from_numpy(permuted_logits))
+        if self.user.family.output != "lm":  # classifier: one answer, then done
+            state["predictions"] = logits.argmax(-1).reshape(-1).tolist()
+            _write_output(config, self.node, state, self.tokenizer)
+            return None
+        from edgecloud.stip.runtime import sample_next
+
+        sampler = torch.Generator().manual_seed(
+            generation_seed(self.settings.common.seed, self.node.partition_id, step)
+        )
+        token = sample_next(
+            logits,
+            greedy=config.sampling == "greedy",
+            temperature=config.temperature,
+            top_k=config.top_k,
+            generator=sampler,
+        )
+        state["generated"].append(token)
+        if len(state["generated"]) >= config.max_new_tokens:
+            _write_output(config, self.node, state, self.tokenizer)
+            return None
+        embeds: torch.Tensor = self.user.protect(
+            self.user.embed(torch.tensor([[token]]))
+        )[0]
+        return embeds
+
+
 def stip_step(msg: Message, context: Context) -> Message:
     """Answer one STIP exchange: permuted embeddings out, permuted logits in."""
-    settings: RunSettings[StipConfig] = load_client_settings(
-        context.run_config, context.node_config, StipConfig
-    )
-    config = settings.section
-    node = NodeConfig.from_node_config(context.node_config)
-    source = (
-        "node config"
-        if StipConfig.key_of("user_bundle") in (context.node_config)
-        else "run-config"
-    )
-    bundle = resolve_bundle(
-        StipConfig.key_of("user_bundle"), config.user_bundle, "user", source
-    )
-    user, tokenizer = _user(bundle), _tokenizer(bundle)
+    owner = DataOwner.of(context)
     control = msg.content.config_records[k.CONTROL]
     if control.get(k.PHASE) == k.PHASE_START:
-        ids = prompt_ids(config.prompt, tokenizer)
-        inputs = _inputs(user, settings, node, ids)
-        state: dict[str, Any] = {"prompt": ids, "generated": []}
-        return _reply(msg, context, state, user.protect(user.embed(inputs))[0])
-
+        state, embeds = owner.start()
+        return _reply(msg, context, state, embeds)
     saved = context.state.config_records.get(_STATE)
     if saved is None:
         raise ValueError("a STIP continue message arrived before the start message")
     state = json.loads(str(saved["json"]))
-    logits = user.reveal(
-        torch.from_numpy(
-            from_record(msg.content.array_records[k.LOGITS])[k.LOGITS_ARRAY]
-        )
-    )
-    if user.family.output != "lm":  # classifier: one answer, then done
-        state["predictions"] = logits.argmax(-1).reshape(-1).tolist()
-        _write_output(config, node, state, tokenizer)
-        return _reply(msg, context, state, None)
-    step = int(cast(int, control[k.ROUND]))
-    sampler = torch.Generator().manual_seed(
-        generation_seed(settings.common.seed, node.partition_id, step)
-    )
-    from edgecloud.stip.runtime import sample_next
+    logits = from_record(msg.content.array_records[k.LOGITS])[k.LOGITS_ARRAY]
+    following = owner.advance(state, logits, int(cast(int, control[k.ROUND])))
+    return _reply(msg, context, state, following)
 
-    token = sample_next(
-        logits,
-        greedy=config.sampling == "greedy",
-        temperature=config.temperature,
-        top_k=config.top_k,
-        generator=sampler,
+
+def stip_session(msg: Message, context: Context) -> Message:
+    """A whole generation over the model server's streamed session."""
+    owner = DataOwner.of(context)
+    config = owner.settings.section
+    run_id = int(cast(int, msg.content.config_records[k.CONTROL][k.RUN_ID]))
+    ca = Path(config.stream_ca).expanduser().read_bytes() if config.stream_ca else None
+    connected = connect_client(
+        msg,
+        run_id=run_id,
+        node_id=context.node_id,
+        ca_pem=ca,
+        max_message_bytes=config.stream_max_message_mib << 20,
     )
-    state["generated"].append(token)
-    if len(state["generated"]) >= config.max_new_tokens:
-        _write_output(config, node, state, tokenizer)
-        return _reply(msg, context, state, None)
-    embeds = user.protect(user.embed(torch.tensor([[token]])))[0]
-    return _reply(msg, context, state, embeds)
+    if isinstance(connected, Message):  # unreachable; auto: over messages instead
+        return connected
+    client, keys = connected
+    channel = SecureChannel(keys, send_direction=CLIENT_TO_SERVER)
+    state: dict[str, Any] = {}
+    timeout = owner.settings.common.round_timeout
+    with client:
+        for exchange, received in enumerate(session_messages(client, timeout)):
+            where = FrameContext(run_id, context.node_id, k.MSG_SESSION, 0, exchange)
+            frames = unpack(received)
+            control = open_control(channel, frames[0], where)
+            following: torch.Tensor | None
+            if control.get(k.PHASE) == k.PHASE_START:
+                state, following = owner.start()
+            else:
+                if len(frames) < 2:
+                    raise ChannelError("a continue message carries no logits")
+                logits = channel.open(frames[1], where, {k.LOGITS_ARRAY: None})
+                step = int(control[k.ROUND])
+                following = owner.advance(state, logits[k.LOGITS_ARRAY], step)
+            sealed = [seal_control(channel, {k.DONE: following is None}, where)]
+            if following is not None:
+                values = np.asarray(following.numpy(), dtype=np.float32)
+                sealed.append(channel.seal({k.EMBEDS_ARRAY: values}, where))
+            client.send(pack(sealed))
+            if following is None:
+                end_session(client, timeout)
+                break
+    context.state[_STATE] = ConfigRecord({"json": json.dumps(state)})
+    result: dict[str, ConfigRecordValues] = {
+        STATUS: STATUS_DONE,
+        k.GENERATED: len(state.get("generated", [])),
+    }
+    return Message(RecordDict({SESSION: ConfigRecord(result)}), reply_to=msg)
 
 
 def _reply(

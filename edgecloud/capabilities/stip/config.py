@@ -13,13 +13,13 @@ from edgecloud.settings import (
     Count,
     NonNegativeInt,
     Positive,
-    Section,
 )
+from edgecloud.workflow.stream import StreamSettings
 
 _DEVELOPER_TOOL = "python -m edgecloud.stip.developer --model <dir> --out <dir>"
 
 
-class StipConfig(Section):
+class StipConfig(StreamSettings):
     """What the model server serves and what each data owner generates.
 
     ``server-bundle`` is read by the ServerApp only; ``user-bundle`` and ``prompt``
@@ -27,7 +27,9 @@ class StipConfig(Section):
     stip.prompt='Bonjour'"``). Relative bundle paths are resolved against the working
     directory of the process that reads them: the SuperLink's for the server bundle
     (for ``flwr run .`` on the local simulation, the directory where ``flwr`` first
-    started the local SuperLink), the SuperNode's for the user bundle.
+    started the local SuperLink), the SuperNode's for the user bundle. The
+    ``transport`` / ``stream-*`` keys choose Flower messages or a streamed session
+    per generation (see ``workflow.stream``).
     """
 
     section: ClassVar[str] = "stip"
@@ -43,6 +45,7 @@ class StipConfig(Section):
 
     def check_server(self, common: CommonSettings) -> None:
         """The server bundle exists and is one (data owners never read it)."""
+        super().check_server(common)
         self.server_bundle_path()
 
     def server_bundle_path(self) -> Path:

@@ -30,23 +30,46 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from logging import INFO
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from edgecloud.capabilities.stip import keys as k
+from edgecloud.channel import (
+    SERVER_TO_CLIENT,
+    ChannelError,
+    FrameContext,
+    SecureChannel,
+    SessionKeys,
+)
+from edgecloud.channel.envelope import open_control, pack, seal_control, unpack
 from edgecloud.results import RoundRecord, RunHistory, RunRecorder
 from edgecloud.workflow.exchange import (
     Conversation,
     DroppedError,
     ExchangeReport,
     LockstepExchange,
+    MessageTransport,
+    RoutedTransport,
+    Transport,
 )
 from edgecloud.workflow.records import reply_arrays, reply_config, to_record
+from edgecloud.workflow.stream import (
+    Sessions,
+    StreamEndpoint,
+    StreamTransport,
+    collect_replies,
+    open_sessions,
+)
+from edgecloud.workflow.traffic import Traffic
+
+# What a data owner's reply carries: its permuted embeddings, or None when done.
+Embeds = torch.Tensor | None
 
 
 class PermutedModelServer(Protocol):
@@ -144,22 +167,74 @@ class StipCodec:
         record = reply_arrays(reply, k.EMBEDS)
         if k.EMBEDS_ARRAY not in record:
             raise DroppedError(f"'{k.EMBEDS}' has no '{k.EMBEDS_ARRAY}' array")
-        embeds = record[k.EMBEDS_ARRAY].numpy()
-        d = self.server.hidden_size
-        expected = f"(tokens, {d}) or (batch, tokens, {d})"
-        if embeds.dtype != np.float32 or embeds.ndim not in (2, 3):
-            raise DroppedError(
-                f"embeds are {embeds.dtype} {embeds.shape}; expected float32 {expected}"
+        return checked_embeds(record[k.EMBEDS_ARRAY].numpy(), self.server)
+
+
+class StreamStipCodec:
+    """The same exchanges over a streamed session: sealed control + tensor frames.
+
+    Logits down and embeddings up travel in :mod:`edgecloud.channel` frames sealed
+    with the session's keys (agreed when the client proved it holds its ticket).
+    """
+
+    def __init__(
+        self,
+        server: PermutedModelServer,
+        keys: Mapping[int, SessionKeys],
+        run_id: int,
+    ) -> None:
+        self.server, self.run_id = server, run_id
+        self._channels = {
+            node: SecureChannel(key, send_direction=SERVER_TO_CLIENT)
+            for node, key in keys.items()
+        }
+
+    def context(self, node: int, exchange: int) -> FrameContext:
+        """Where a frame of this generation belongs (authenticated, never sent)."""
+        return FrameContext(self.run_id, node, k.MSG_SESSION, 0, exchange)
+
+    def encode(self, node: int, outgoing: StipOut, exchange: int) -> bytes:
+        """Round and phase, and (after the start) the sealed permuted logits."""
+        channel, where = self._channels[node], self.context(node, exchange)
+        phase = k.PHASE_START if outgoing.pending is None else k.PHASE_CONTINUE
+        frames = [seal_control(channel, {k.ROUND: exchange + 1, k.PHASE: phase}, where)]
+        if outgoing.pending is not None:
+            assert outgoing.pending.logits is not None  # flushed before sending
+            logits = outgoing.pending.logits.detach().cpu().numpy()
+            frames.append(
+                channel.seal({k.LOGITS_ARRAY: logits.astype(np.float32)}, where)
             )
-        if embeds.shape[-1] != d or 0 in embeds.shape:
-            raise DroppedError(f"embeds have shape {embeds.shape}; expected {expected}")
-        if self.server.is_generator and embeds.ndim != 2:
-            raise DroppedError(
-                f"embeds have shape {embeds.shape}; expected (tokens, {d})"
-            )
-        if not np.isfinite(embeds).all():
-            raise DroppedError("embeds contain NaN or infinity")
-        return torch.from_numpy(np.array(embeds))
+        return pack(frames)
+
+    def decode(self, node: int, message: bytes, exchange: int) -> torch.Tensor | None:
+        """The permuted embeddings, ``None`` when the client is done."""
+        channel, where = self._channels[node], self.context(node, exchange)
+        frames = unpack(message)
+        if open_control(channel, frames[0], where).get(k.DONE, False):
+            return None
+        if len(frames) < 2:
+            raise DroppedError("stream reply carries no embeddings")
+        opened = channel.open(frames[1], where, {k.EMBEDS_ARRAY: None})
+        return checked_embeds(opened[k.EMBEDS_ARRAY], self.server)
+
+
+def checked_embeds(
+    embeds: npt.NDArray[Any], server: PermutedModelServer
+) -> torch.Tensor:
+    """Permuted embeddings a client sent, if they fit the model (else drop it)."""
+    d = server.hidden_size
+    expected = f"(tokens, {d}) or (batch, tokens, {d})"
+    if embeds.dtype != np.float32 or embeds.ndim not in (2, 3):
+        raise DroppedError(
+            f"embeds are {embeds.dtype} {embeds.shape}; expected float32 {expected}"
+        )
+    if embeds.shape[-1] != d or 0 in embeds.shape:
+        raise DroppedError(f"embeds have shape {embeds.shape}; expected {expected}")
+    if server.is_generator and embeds.ndim != 2:
+        raise DroppedError(f"embeds have shape {embeds.shape}; expected (tokens, {d})")
+    if not np.isfinite(embeds).all():
+        raise DroppedError("embeds contain NaN or infinity")
+    return torch.from_numpy(np.array(embeds))
 
 
 @dataclass
@@ -170,6 +245,7 @@ class StipTotals:
     server_seconds: float = 0.0
     generated_tokens: int = 0
     dropped_nodes: list[int] = field(default_factory=list)
+    session_traffic: Traffic = field(default_factory=Traffic)  # session messages
 
     def summary(self) -> dict[str, float | list[int]]:
         """Totals and rates over the run."""
@@ -182,8 +258,12 @@ class StipTotals:
             "generated-tokens": float(self.generated_tokens),
             "tokens-per-second": self.generated_tokens / seconds if seconds else 0.0,
             "seconds-per-round-trip": float(np.mean(steps)) if steps else 0.0,
-            "bytes-up": float(sum(r.bytes_up for r in self.rounds)),
-            "bytes-down": float(sum(r.bytes_down for r in self.rounds)),
+            "bytes-up": float(
+                sum(r.bytes_up for r in self.rounds) + self.session_traffic.bytes_up
+            ),
+            "bytes-down": float(
+                sum(r.bytes_down for r in self.rounds) + self.session_traffic.bytes_down
+            ),
             "dropped-nodes": list(self.dropped_nodes),
         }
 
@@ -199,14 +279,25 @@ class SecureInference:
         Upper bound on exchanges (``max-new-tokens + 1`` for generation).
     round_timeout : float
         Seconds to wait for the replies of one exchange.
+    endpoint : StreamEndpoint, optional
+        The run's streamed-session endpoint; ``None``: one Flower message per
+        exchange.
+    run_id : int
+        Bound into the stream's frames.
     """
 
     def __init__(
-        self, server: PermutedModelServer, max_rounds: int, round_timeout: float
+        self,
+        server: PermutedModelServer,
+        max_rounds: int,
+        round_timeout: float,
+        endpoint: StreamEndpoint | None = None,
+        run_id: int = 0,
     ) -> None:
         self.server = server
         self.max_rounds = max_rounds
         self.round_timeout = round_timeout
+        self.endpoint, self.run_id = endpoint, run_id
 
     def run(self, grid: Grid, nodes: list[int], recorder: RunRecorder) -> RunHistory:
         """Run the protocol with ``nodes``, one results row per exchange."""
@@ -237,21 +328,46 @@ class SecureInference:
         def end_session(node: int, reason: str) -> None:
             self.server.end(str(node))
 
-        exchange: LockstepExchange[StipOut, torch.Tensor | None, int] = (
-            LockstepExchange(
-                grid,
-                StipCodec(self.server),
-                timeout=self.round_timeout,
-                group_id="stip",
+        messages: Transport[StipOut, Embeds] = MessageTransport(
+            grid, StipCodec(self.server), timeout=self.round_timeout, group_id="stip"
+        )
+        routes: dict[int, Transport[StipOut, Embeds]] = dict.fromkeys(nodes, messages)
+        sessions = None
+        try:
+            if self.endpoint is not None:
+                sessions = self._open(grid, nodes)
+                totals.dropped_nodes += sorted(sessions.failed)
+                stream: Transport[StipOut, Embeds] = StreamTransport(
+                    sessions.connected,
+                    StreamStipCodec(
+                        self.server,
+                        {n: s.keys for n, s in sessions.connected.items()},
+                        self.run_id,
+                    ),
+                    timeout=self.round_timeout,
+                )
+                routes = dict.fromkeys(sessions.connected, stream) | dict.fromkeys(
+                    sessions.fallback, messages
+                )
+            exchange: LockstepExchange[StipOut, Embeds, int] = LockstepExchange(
+                RoutedTransport(routes),
                 label="stip",
+                drop_on=(ChannelError,),
                 prepare_next=batch.flush,
                 on_drop=end_session,
                 after_exchange=record,
             )
-        )
-        try:
-            outcome = exchange.run({n: self._converse(n, batch) for n in nodes})
+            outcome = exchange.run(
+                {n: self._converse(n, batch) for n in nodes if n in routes}
+            )
+            if sessions is not None and self.endpoint is not None:
+                sessions.close()
+                timeout = self.endpoint.settings.stream_connect_timeout
+                collect_replies(grid, sessions, timeout, "stip")
+                totals.session_traffic.add(sessions.traffic)
         except BaseException:
+            if sessions is not None:
+                sessions.close()
             recorder.finish(status="failed")
             raise
         totals.generated_tokens = sum(outcome.results.values())
@@ -259,9 +375,24 @@ class SecureInference:
         log(INFO, "stip summary: %s", totals.summary())
         return recorder.finish()
 
+    def _open(self, grid: Grid, nodes: list[int]) -> Sessions:
+        """One session message per data owner; wait for their connections."""
+        assert self.endpoint is not None
+        content = RecordDict({k.CONTROL: ConfigRecord({k.RUN_ID: self.run_id})})
+        return open_sessions(
+            grid,
+            self.endpoint,
+            nodes,
+            run_id=self.run_id,
+            message_type=k.MSG_SESSION,
+            content=lambda node: RecordDict(dict(content)),
+            group_id="stip",
+            label="stip",
+        )
+
     def _converse(
         self, node: int, batch: BatchedForward
-    ) -> Conversation[StipOut, torch.Tensor | None, int]:
+    ) -> Conversation[StipOut, Embeds, int]:
         """One data owner's generation; returns the tokens it sampled."""
         session = str(node)
         tokens = 0

@@ -13,6 +13,7 @@ from edgecloud.workflow.exchange import (
     DroppedError,
     ExchangeReport,
     LockstepExchange,
+    MessageTransport,
 )
 from edgecloud.workflow.records import reply_config, value_of
 from tests.fakes import FakeGrid, error_reply, reply
@@ -54,11 +55,14 @@ def _count_to(limit: int) -> Conversation[int, int, list[int]]:
 def _driver(
     grid: FakeGrid, codec: _CountCodec, **kwargs: object
 ) -> LockstepExchange[int, int, list[int]]:
-    return LockstepExchange(
+    transport = MessageTransport(
         grid,  # type: ignore[arg-type]
         codec,
         timeout=5.0,
         group_id="1",
+    )
+    return LockstepExchange(
+        transport,
         label="test round 1",
         **kwargs,  # type: ignore[arg-type]
     )
