@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import (
     BertConfig,
@@ -82,3 +84,27 @@ def _randomised(model: PreTrainedModel) -> PreTrainedModel:
         for param in model.parameters():
             param.copy_(torch.randn_like(param) * 0.3)
     return model.eval()
+
+
+def save_with_tokenizer(family: str, path: Path) -> None:
+    """``tiny_model(family)`` saved with a word-level tokenizer (words ``w0..w95``)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import PreTrainedTokenizerFast
+
+    tiny_model(family).save_pretrained(path)
+    vocab = {f"w{i}": i for i in range(VOCAB)}
+    core = Tokenizer(WordLevel(vocab, unk_token="w0"))
+    core.pre_tokenizer = WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="w0").save_pretrained(path)
+
+
+def plaintext_text(family: str, prompt: str, n: int) -> str:
+    """What plaintext greedy ``generate`` continues ``prompt`` with (n words)."""
+    ids = torch.tensor([[int(w[1:]) for w in prompt.split()]])
+    with torch.no_grad():
+        out = tiny_model(family).generate(
+            ids, max_new_tokens=n, min_new_tokens=n, do_sample=False
+        )
+    return " ".join(f"w{t}" for t in out[0, ids.shape[1] :].tolist())

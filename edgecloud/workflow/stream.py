@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from pathlib import Path
@@ -299,13 +299,22 @@ def _gave_up(sessions: Sessions, node: int, reply: Message, transport: str) -> N
 
 
 def collect_replies(
-    grid: Grid, sessions: Sessions, timeout: float, label: str
+    grid: Grid,
+    sessions: Sessions,
+    timeout: float,
+    label: str,
+    finished: Collection[int],
 ) -> dict[int, Message]:
-    """The session messages' replies (each node answers when its session ended)."""
+    """The session messages' replies of the ``finished`` nodes.
+
+    Each node answers its session message when its session ended. A node dropped
+    mid-session (its device died, its session failed) may never answer, so its
+    reply is not waited for.
+    """
     wanted = {
         mid: node
         for node, mid in sessions.message_ids.items()
-        if node in sessions.connected
+        if node in sessions.connected and node in finished
     }
     replies: dict[int, Message] = {}
     deadline = time.monotonic() + timeout

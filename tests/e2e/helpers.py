@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,3 +65,84 @@ def run_on(
     return wait_for_run(
         run_id, federation.connection, env, timeout=timeout, stream_logs=False
     )
+
+
+class CapturingProxy:
+    """A TCP proxy on ``listen`` -> ``target`` that keeps every byte it relays.
+
+    Stands between the SuperNodes and the stream endpoint to show what a network
+    observer sees (both directions, all connections).
+    """
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self.captured = bytearray()
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._server = socket.create_server(listen)
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                incoming, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            outgoing = socket.create_connection(self.target)
+            with self._lock:
+                self.connections += 1
+            for a, b in ((incoming, outgoing), (outgoing, incoming)):
+                thread = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    self.captured += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        """Stop accepting; relaying threads end with their connections."""
+        self._server.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc, Linux)."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                kids = [int(c) for c in children.read_text().split()]
+                found += kids
+                queue += kids
+    return found
+
+
+def has_connection_to(pid: int, port: int) -> bool:
+    """Whether ``pid`` holds an established TCP connection to ``port`` (Linux)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and remote_port == port and fields[9] in inodes:
+                    return True
+    return False

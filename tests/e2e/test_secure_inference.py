@@ -11,13 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
-from tokenizers import Tokenizer
-from tokenizers.models import WordLevel
-from tokenizers.pre_tokenizers import WhitespaceSplit
-from transformers import PreTrainedTokenizerFast
 
 from edgecloud.capabilities.stip import keys as k
 from edgecloud.capabilities.stip.client import stip_step
@@ -30,28 +25,10 @@ from edgecloud.deploy.flwr_cli import (
 from edgecloud.local_simulation import PROJECT_DIR, run_local_simulation
 from edgecloud.stip.developer import make_instances
 from tests.e2e.helpers import read_outputs
-from tests.stip_models import VOCAB, tiny_model
+from tests.stip_models import plaintext_text, save_with_tokenizer, tiny_model
 
 pytestmark = pytest.mark.slow
 PROMPTS = ("w3 w14 w15 w92 w6", "w5 w35 w8")
-
-
-def _save_with_tokenizer(family: str, path: Path) -> None:
-    model = tiny_model(family)
-    model.save_pretrained(path)
-    vocab = {f"w{i}": i for i in range(VOCAB)}
-    core = Tokenizer(WordLevel(vocab, unk_token="w0"))
-    core.pre_tokenizer = WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="w0").save_pretrained(path)
-
-
-def _plaintext_text(family: str, prompt: str, n: int) -> str:
-    ids = torch.tensor([[int(w[1:]) for w in prompt.split()]])
-    with torch.no_grad():
-        out = tiny_model(family).generate(
-            ids, max_new_tokens=n, min_new_tokens=n, do_sample=False
-        )
-    return " ".join(f"w{t}" for t in out[0, ids.shape[1] :].tolist())
 
 
 class _DataOwners:
@@ -95,7 +72,7 @@ def test_simulation_generates_plaintext_text_drops_a_bad_owner_and_leaks_nothing
 ) -> None:
     # Prepare: developer tool on a saved random tiny model with a tokenizer
     family = "llama"
-    _save_with_tokenizer(family, tmp_path / "model")
+    save_with_tokenizer(family, tmp_path / "model")
     (instance,) = make_instances(tmp_path / "model", tmp_path / "bundles", seed=4)
     owners = _DataOwners(tmp_path / "sent")
     out = tmp_path / "clients"
@@ -116,7 +93,7 @@ def test_simulation_generates_plaintext_text_drops_a_bad_owner_and_leaks_nothing
     )
 
     # Assert: both good owners generated exactly the plaintext continuation
-    expected = _plaintext_text(family, PROMPTS[0], 32)
+    expected = plaintext_text(family, PROMPTS[0], 32)
     for partition in (0, 1):
         record = json.loads((out / f"stip-partition-{partition}.json").read_text())
         assert record["text"] == expected
@@ -142,7 +119,7 @@ def test_flwr_run_serves_two_supernodes_and_text_equals_plaintext(
     local_env: dict[str, str], tmp_path: Path
 ) -> None:
     # Prepare
-    _save_with_tokenizer("gpt2", tmp_path / "model")
+    save_with_tokenizer("gpt2", tmp_path / "model")
     (instance,) = make_instances(tmp_path / "model", tmp_path / "bundles", seed=8)
     flwr(
         ["federation", "simulation-config", "--num-supernodes", "2"],
@@ -165,6 +142,6 @@ def test_flwr_run_serves_two_supernodes_and_text_equals_plaintext(
 
     # Assert
     assert status["status"] == FINISHED_COMPLETED, status
-    expected = _plaintext_text("gpt2", PROMPTS[1], 16)
+    expected = plaintext_text("gpt2", PROMPTS[1], 16)
     texts = [json.loads(p.read_text())["text"] for p in sorted(out.glob("*.json"))]
     assert texts == [expected, expected]

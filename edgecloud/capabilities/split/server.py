@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from typing import Any, Protocol
 
@@ -51,8 +51,10 @@ from edgecloud.types import NDArray
 from edgecloud.workflow.exchange import (
     Conversation,
     DroppedError,
+    ExchangeReport,
     LockstepExchange,
     MessageTransport,
+    Outcome,
     RoutedTransport,
     Transport,
 )
@@ -129,6 +131,28 @@ class InferenceScore:
     count: int
 
 
+@dataclass
+class _Timing:
+    """Where a round's time went: opening sessions, and each exchange."""
+
+    session_seconds: float = 0.0
+    step_seconds: list[float] = field(default_factory=list)  # exchanges after the 1st
+
+    def exchange(self, report: ExchangeReport) -> None:
+        """After each exchange (the first of a conversation includes set-up)."""
+        if report.index > 0:
+            self.step_seconds.append(report.seconds)
+
+    def extra(self, exchanges: int) -> dict[str, float]:
+        """The round record's extra columns."""
+        extra = {"exchanges": float(exchanges)}
+        if self.step_seconds:
+            extra["step-seconds"] = float(np.median(self.step_seconds))
+        if self.session_seconds:
+            extra["session-seconds"] = self.session_seconds
+        return extra
+
+
 class SplitLearning:
     """Server side of SplitNN / U-shaped / SplitFed-v1 / SplitFed-v2.
 
@@ -168,6 +192,7 @@ class SplitLearning:
         self._copies: dict[int, ServerPart] = {}  # splitfed-v1: one per client
         self._feedback: dict[int, ErrorFeedback] = {}
         self._local_fronts = False  # SplitFed between syncs: clients keep their own
+        self._timing = _Timing()
 
     # ----------------------------------------------------------------- loop
     def run(
@@ -210,6 +235,7 @@ class SplitLearning:
         )
         log(INFO, "[%s round %d] clients %s", self.config.mode, rnd, nodes)
         traffic = Traffic()
+        self._timing = _Timing()
         results: list[ClientRound] = []
         if self.config.sequential:
             for node in nodes:  # each client starts from the previous client's front
@@ -233,7 +259,7 @@ class SplitLearning:
             central_loss=central_loss,
             central_accuracy=central_accuracy,
             seconds=time.perf_counter() - started,
-            extra={"exchanges": float(traffic.exchanges)},
+            extra=self._timing.extra(traffic.exchanges),
         )
 
     def _exchange(
@@ -267,6 +293,7 @@ class SplitLearning:
         )
         sessions = None
         if self.endpoint is not None:
+            opened = time.perf_counter()
             sessions = open_sessions(
                 grid,
                 self.endpoint,
@@ -291,12 +318,15 @@ class SplitLearning:
             routes = dict.fromkeys(sessions.connected, stream) | dict.fromkeys(
                 sessions.fallback, messages
             )
+            self._timing.session_seconds += time.perf_counter() - opened
         exchange: LockstepExchange[SplitOut, SplitIn, Any] = LockstepExchange(
             RoutedTransport(routes),
             label=label,
             drop_on=(ChannelError,),
             on_drop=self._forget,
+            after_exchange=self._timing.exchange,
         )
+        outcome: Outcome[Any] | None = None
         try:
             outcome = exchange.run(
                 {n: c for n, c in conversations.items() if n in routes}
@@ -305,7 +335,8 @@ class SplitLearning:
             if sessions is not None and self.endpoint is not None:
                 sessions.close()
                 timeout = self.endpoint.settings.stream_connect_timeout
-                collect_replies(grid, sessions, timeout, label)
+                finished = () if outcome is None else outcome.results.keys()
+                collect_replies(grid, sessions, timeout, label, finished)
                 traffic.add(sessions.traffic)
         for node in conversations.keys() - routes.keys():
             self._forget(node, "no session")

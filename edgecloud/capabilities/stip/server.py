@@ -363,7 +363,7 @@ class SecureInference:
             if sessions is not None and self.endpoint is not None:
                 sessions.close()
                 timeout = self.endpoint.settings.stream_connect_timeout
-                collect_replies(grid, sessions, timeout, "stip")
+                collect_replies(grid, sessions, timeout, "stip", outcome.results.keys())
                 totals.session_traffic.add(sessions.traffic)
         except BaseException:
             if sessions is not None:
