@@ -1,14 +1,21 @@
-"""Cost of the protected smashed-data channel, measured in one run.
+"""Cost of the protected smashed-data channel and of each transport, in one run.
 
 1. Bytes per sample, up (smashed data + labels) and down (gradients), for each codec,
    next to the raw input and a FedAvg update (digits-cnn and cifar10-cnn).
 2. AES-256-GCM throughput and its share of one split training step.
 3. Accuracy of SplitFed-v1 with int8 vs fp32 smashed data on digits-cnn.
-4. Seconds per step (one message round trip) in simulation and loopback deployment.
+4. Seconds per step of ``split`` and ``splitfed-v1`` (digits-cnn, batch 64, 2
+   SuperNodes): compute only (in-process), the Flower simulation, a loopback
+   TLS + SuperNode-auth deployment over Flower messages and over the streamed
+   session; the stream's loopback round trip for a step's payload; the target
+   deployed stream step <= 1.2 x (compute + stream round trip).
+5. Round time of SplitFed-v1 and local-loss SplitFed on that deployment over
+   messages (one exchange per round for local-loss).
 
 Prints tables with ratios and writes ``benchmarks/results/split_channel.json``.
 
     python benchmarks/split_channel.py [--skip-deployment] [--rounds 10]
+    python benchmarks/split_channel.py --only-steps    # redo 4 and 5 only
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from edgecloud.channel import (
@@ -49,6 +57,7 @@ from edgecloud.tasks.split_steps import (
     batch_schedule,
     make_optimizer,
 )
+from edgecloud.transport.measure import round_trips
 
 OUT = Path(__file__).resolve().parent / "results"
 CTX = FrameContext(1, 1, "train.split_step", 1, 1)
@@ -185,11 +194,15 @@ def step_share(
     step = float(np.median([compute() for _ in range(repeats)]))
     sealed = float(np.median([channel(True) for _ in range(repeats)]))
     framed = float(np.median([channel(False) for _ in range(repeats)]))
+    up, down = _channels(True)
+    a, y, grad = tensors[0]
     return {
         "compute_s": step,
         "channel_encrypted_s": sealed,
         "channel_plain_s": framed,
         "encryption_share": (sealed - framed) / (step + sealed),
+        "frame_up_bytes": len(up.seal({"activations": a, "labels": y}, CTX)),
+        "frame_down_bytes": len(down.seal({"grad": grad}, CTX)),
     }
 
 
@@ -225,72 +238,141 @@ def accuracy_int8_vs_fp32(rounds: int, work: Path) -> dict[str, Any]:
     return result
 
 
-def seconds_per_step(work: Path, deployment: bool) -> dict[str, Any]:
-    """Seconds per exchange of SplitFed-v1 round 2 (round 1 pays the start-up)."""
-    overrides = {
-        "capability": "split",
-        "split.mode": "splitfed-v1",
-        "num-server-rounds": 2,
-        "local-epochs": 1,
-        "batch-size": 128,
+STEP_RUN: dict[str, int] = {"local-epochs": 1, "batch-size": 64}
+STEP_MODES = ("split", "splitfed-v1")
+
+
+def steps_by_transport(work: Path, deployment: bool) -> dict[str, Any]:
+    """Seconds per step of each mode: compute only, simulation, deployed transports.
+
+    A step is one exchange (device forward + server loss step + device update and
+    the sealing both ways); the figure is the median over a round's exchanges after
+    each conversation's first (which also loads the data and builds the model).
+    In ``split`` one device steps at a time; in ``splitfed-v1`` both devices step
+    in each exchange, so its compute is two client steps (serial upper bound: on
+    the deployment the two devices run in parallel processes).
+    """
+    compute = step_share("digits-cnn", int(STEP_RUN["batch-size"]))
+    per_client = compute["compute_s"] + compute["channel_encrypted_s"]
+    payload = int(compute["frame_up_bytes"] + compute["frame_down_bytes"]) // 2
+    rtt = round_trips(payload, 200, client_process=True)
+    result: dict[str, Any] = {
+        "batch_size": STEP_RUN["batch-size"],
+        "compute_per_client_step_s": per_client,
+        "stream_rtt_s": rtt.median,
+        "stream_rtt_payload_bytes": payload,
+        "modes": {},
     }
-    result: dict[str, Any] = {}
+    for mode in STEP_MODES:
+        clients = 2 if mode.startswith("splitfed") else 1
+        result["modes"][mode] = {"compute_s": clients * per_client}
+    runs = {
+        mode: {"split.mode": mode, "output-dir": str(work / f"sim-{mode}")}
+        for mode in STEP_MODES
+    }
     errors = run_local_simulations(
-        {"sim": {"output-dir": str(work / "sps-sim")}},
-        shared=overrides,
+        runs,
+        shared={"capability": "split", "num-server-rounds": 2, **STEP_RUN},
         num_supernodes=2,
     )
-    if errors["sim"] is not None:
-        raise RuntimeError(repr(errors["sim"]))
-    result["simulation"] = _per_exchange(work / "sps-sim")
+    for mode in STEP_MODES:
+        if errors[mode] is not None:
+            raise RuntimeError(f"simulation of {mode} failed: {errors[mode]!r}")
+        result["modes"][mode]["simulation"] = _round_figures(work / f"sim-{mode}")
     if deployment:
-        env = flwr_env(work / "flwr_home")
-        federation = start_local_federation(work / "deploy", env, num_supernodes=2)
-        try:
-            config = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
-            run_id = submit_run(
-                PROJECT_DIR,
-                federation.connection,
-                env,
-                f'{config} output-dir="{work / "sps-deploy"}"',
-            )
-            status = wait_for_run(
-                run_id, federation.connection, env, timeout=1200, stream_logs=False
-            )
-            if status["status"] != FINISHED_COMPLETED:
-                raise RuntimeError(f"deployment run ended {status}")
-        finally:
-            federation.stop()
-        result["deployment"] = _per_exchange(work / "sps-deploy")
-        result["ratio"] = (
-            result["deployment"]["seconds_per_step"]
-            / result["simulation"]["seconds_per_step"]
-        )
+        result |= _deployed(work, result)
     return result
 
 
-def _per_exchange(output_dir: Path) -> dict[str, float]:
-    record = json.loads((output_dir / "results.json").read_text())["rounds"][-1]
-    exchanges = record["extra"]["exchanges"]
+def _deployed(work: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The same modes on a loopback TLS + auth deployment, both transports."""
+    env = flwr_env(work / "flwr_home")
+    runs: list[tuple[str, str, str, int]] = [  # (name, mode, transport, rounds)
+        *((f"stream-{m}", m, "stream", 2) for m in STEP_MODES),
+        ("messages-splitfed-v1", "splitfed-v1", "messages", 1),
+        ("messages-splitfed-local-loss", "splitfed-local-loss", "messages", 1),
+    ]
+    deployed: dict[str, Any] = {}
+    federation = start_local_federation(
+        work / "deploy", env, num_supernodes=2, tls=True, supernode_auth=True
+    )
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("loopback deployment runs", total=len(runs))
+            for name, mode, transport, rounds in runs:
+                progress.update(task, description=f"deployment: {name}")
+                config = {
+                    "capability": "split",
+                    "split.mode": mode,
+                    "split.transport": transport,
+                    "num-server-rounds": rounds,
+                    **STEP_RUN,
+                }
+                out = work / f"deploy-{name}"
+                overrides = " ".join(f"{k}={json.dumps(v)}" for k, v in config.items())
+                run_id = submit_run(
+                    PROJECT_DIR,
+                    federation.connection,
+                    env,
+                    f'{overrides} output-dir="{out}"',
+                )
+                status = wait_for_run(
+                    run_id, federation.connection, env, timeout=1800, stream_logs=False
+                )
+                if status["status"] != FINISHED_COMPLETED:
+                    raise RuntimeError(f"deployment run {name} ended {status}")
+                deployed[name] = _round_figures(out)
+                progress.advance(task)
+    finally:
+        federation.stop()
+    modes = result["modes"]
+    for mode in STEP_MODES:
+        modes[mode]["deployment_stream"] = deployed[f"stream-{mode}"]
+        stream_step = deployed[f"stream-{mode}"]["step_s"]
+        bound = modes[mode]["compute_s"] + result["stream_rtt_s"]
+        modes[mode]["stream_vs_compute_plus_rtt"] = stream_step / bound
+    modes["splitfed-v1"]["deployment_messages"] = deployed["messages-splitfed-v1"]
+    modes["splitfed-v1"]["messages_vs_stream"] = (
+        deployed["messages-splitfed-v1"]["step_s"]
+        / deployed["stream-splitfed-v1"]["step_s"]
+    )
+    return {"local_loss_round": deployed["messages-splitfed-local-loss"]}
+
+
+def _round_figures(output_dir: Path) -> dict[str, float]:
+    """The last training round's step time, set-up time and totals."""
+    history = json.loads((output_dir / "results.json").read_text())
+    record = [r for r in history["rounds"] if r["round"] > 0][-1]
+    extra = record["extra"]
     return {
+        "round": record["round"],
         "round_seconds": record["seconds"],
-        "exchanges": exchanges,
-        "seconds_per_step": record["seconds"] / exchanges,
+        "exchanges": extra["exchanges"],
+        "step_s": extra.get("step-seconds", record["seconds"] / extra["exchanges"]),
+        "session_setup_s": extra.get("session-seconds", 0.0),
+        "accuracy": record["central_accuracy"],
+        "bytes": record["bytes_up"] + record["bytes_down"],
     }
 
 
 def remeasure_steps() -> None:
-    """Redo only the seconds-per-step part and update the JSON report."""
+    """Redo only the per-transport step times and update the JSON report."""
     path = OUT / "split_channel.json"
     report = json.loads(path.read_text())
     with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
-        report["seconds_per_step"] = seconds_per_step(Path(tmp), deployment=True)
-    sim_step = report["seconds_per_step"]["simulation"]["seconds_per_step"]
+        report["steps"] = steps_by_transport(Path(tmp), deployment=True)
+    report.pop("seconds_per_step", None)  # the figures of earlier versions
+    _share_of_simulated_step(report)
+    path.write_text(json.dumps(report, indent=2))
+    _print(report)
+
+
+def _share_of_simulated_step(report: dict[str, Any]) -> None:
+    """The encryption share of a step as it runs in simulation (with its trip)."""
+    sim_step = report["steps"]["modes"]["split"]["simulation"]["step_s"]
     for entry in report["step"].values():
         extra = entry["channel_encrypted_s"] - entry["channel_plain_s"]
         entry["encryption_share_of_simulated_step"] = extra / (sim_step + extra)
-    path.write_text(json.dumps(report, indent=2))
-    _print(report)
 
 
 def main() -> None:
@@ -318,20 +400,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
         # Timing first: a simulation started after another one in the same
         # process was measured 15x slower per step (engine shutdown still running).
-        with console.status("seconds per step: simulation / loopback deployment"):
-            report["seconds_per_step"] = seconds_per_step(
-                Path(tmp), not args.skip_deployment
-            )
+        with console.status("seconds per step: compute / simulation / deployment"):
+            report["steps"] = steps_by_transport(Path(tmp), not args.skip_deployment)
         with console.status(
             f"SplitFed-v1 fp32 vs int8, 10 clients, {args.rounds} rounds"
         ):
             report["accuracy"] = accuracy_int8_vs_fp32(args.rounds, Path(tmp))
-    # The share of a step as it really runs: compute + channel + one message
-    # round trip (the simulation's measured seconds per exchange).
-    sim_step = report["seconds_per_step"]["simulation"]["seconds_per_step"]
-    for entry in report["step"].values():
-        extra = entry["channel_encrypted_s"] - entry["channel_plain_s"]
-        entry["encryption_share_of_simulated_step"] = extra / (sim_step + extra)
+    _share_of_simulated_step(report)
     OUT.mkdir(exist_ok=True)
     (OUT / "split_channel.json").write_text(json.dumps(report, indent=2))
     _print(report)
@@ -384,14 +459,57 @@ def _print(report: dict[str, Any]) -> None:
         f"{acc['accuracy_drop_points']:.2f} points (target <= 1); uplink "
         f"{acc['fp32']['bytes_up'] / acc['int8']['bytes_up']:.2f}x smaller"
     )
-    sps = report["seconds_per_step"]
-    line = f"seconds per step: simulation {sps['simulation']['seconds_per_step']:.3f} s"
-    if "deployment" in sps:
-        line += (
-            f", loopback deployment {sps['deployment']['seconds_per_step']:.2f} s "
-            f"({sps['ratio']:.0f}x)"
+    _print_steps(report["steps"])
+
+
+def _print_steps(steps: dict[str, Any]) -> None:
+    table = Table(
+        title=f"seconds per step, digits-cnn batch {steps['batch_size']}, 2 SuperNodes"
+    )
+    for column in (
+        "mode",
+        "compute only",
+        "simulation",
+        "deployed, messages",
+        "deployed, stream",
+        "stream / (compute + RTT)",
+        "stream set-up / round",
+    ):
+        table.add_column(column, justify="right")
+    for mode, m in steps["modes"].items():
+        stream = m.get("deployment_stream")
+        messages = m.get("deployment_messages")
+        table.add_row(
+            mode,
+            f"{m['compute_s'] * 1e3:.1f} ms",
+            f"{m['simulation']['step_s'] * 1e3:.0f} ms",
+            "-" if messages is None else f"{messages['step_s']:.2f} s",
+            "-" if stream is None else f"{stream['step_s'] * 1e3:.1f} ms",
+            "-"
+            if stream is None
+            else f"{m['stream_vs_compute_plus_rtt']:.2f}x (target <= 1.2)",
+            "-" if stream is None else f"{stream['session_setup_s']:.1f} s",
         )
-    console.print(line)
+    console.print(table)
+    console.print(
+        f"stream round trip on loopback (TLS, client process, "
+        f"{steps['stream_rtt_payload_bytes']} B each way): "
+        f"{steps['stream_rtt_s'] * 1e3:.2f} ms"
+    )
+    sfl = steps["modes"]["splitfed-v1"]
+    if "messages_vs_stream" in sfl:
+        console.print(
+            f"splitfed-v1 deployed: messages {sfl['messages_vs_stream']:.0f}x slower "
+            f"per step than the stream"
+        )
+    if "local_loss_round" in steps:
+        ll, v1 = steps["local_loss_round"], sfl["deployment_messages"]
+        console.print(
+            f"deployed round over messages: splitfed-local-loss "
+            f"{ll['round_seconds']:.1f} s ({ll['exchanges']:.0f} exchanges) vs "
+            f"splitfed-v1 {v1['round_seconds']:.1f} s ({v1['exchanges']:.0f} "
+            f"exchanges) -> {v1['round_seconds'] / ll['round_seconds']:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Compare FedAvg, split, split-ushaped, splitfed-v1 and splitfed-v2 side by side.
+"""Compare FedAvg and every split mode (local-loss SplitFed included) side by side.
 
 Same task, partitions and seeds for every strategy; all run in one simulation (the
 engine starts once). Writes a CSV, a text table and PNG plots of accuracy against
@@ -26,7 +26,14 @@ from rich.table import Table
 from edgecloud.local_simulation import run_local_simulations
 from edgecloud.results.report import human_bytes
 
-STRATEGIES = ("fedavg", "split", "split-ushaped", "splitfed-v1", "splitfed-v2")
+STRATEGIES = (
+    "fedavg",
+    "split",
+    "split-ushaped",
+    "splitfed-v1",
+    "splitfed-v2",
+    "splitfed-local-loss",
+)
 console = Console(width=120)
 
 

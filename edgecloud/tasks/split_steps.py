@@ -381,6 +381,20 @@ class TaskSplitOps:
         head = auxiliary_head(model.front, example, self.test_set.num_classes)
         return auxiliary_state(head)
 
+    def smashed_shape(self) -> tuple[int, ...]:
+        """Shape of one example's smashed data (the front's output), batch left out."""
+        model = self.new_model()
+        example = self.task.preprocess(
+            torch.from_numpy(np.ascontiguousarray(self.test_set.features[:1]))
+        )
+        with torch.no_grad():
+            return tuple(model.front.eval()(example).shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        """Labels are 0 .. num_classes - 1."""
+        return self.test_set.num_classes
+
     def device_keys(self, ushaped: bool) -> list[str]:
         """Full-state keys of the device part(s)."""
         return device_keys(self.new_model(), ushaped)

@@ -39,8 +39,6 @@ class SplitCapability:
             setup.task, config.lr, common.momentum, setup.test_set, common.batch_size
         )
         initial = state_to_numpy(setup.model)
-        if config.local_loss:
-            initial |= ops.auxiliary_state()
         label = f"split: {config.mode} on {common.task} ({common.partitioning})"
         with stream_endpoint(config, grid, "split steps") as endpoint:
             SplitLearning(config, common, ops, context.run_id, endpoint).run(

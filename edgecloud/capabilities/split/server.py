@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from logging import INFO, WARNING
 from typing import Any, Protocol
 
@@ -112,6 +113,13 @@ class SplitOps(Protocol):
     def auxiliary_state(self) -> dict[str, NDArray]:
         """A fresh local-loss auxiliary head, keyed ``aux.*``."""
 
+    def smashed_shape(self) -> tuple[int, ...]:
+        """One example's smashed data shape (batch left out)."""
+
+    @property
+    def num_classes(self) -> int:
+        """Labels are 0 .. num_classes - 1."""
+
 
 @dataclass
 class ClientRound:
@@ -121,6 +129,9 @@ class ClientRound:
     front: dict[str, NDArray]
     num_examples: int
     losses: list[float]
+    # local-loss SplitFed: the (smashed data, labels) of each of its batches,
+    # which the server part trains on once the round's uploads are all in
+    uploads: list[tuple[NDArray, NDArray]] = field(default_factory=list)
 
 
 @dataclass
@@ -187,6 +198,7 @@ class SplitLearning:
         self.device_keys = set(ops.device_keys(config.ushaped))
         if config.local_loss:
             self.device_keys |= set(ops.auxiliary_state())
+            self._smashed_shape = ops.smashed_shape()
         self.global_state: dict[str, NDArray] = {}
         self._shared: ServerPart | None = None  # split, split-ushaped, splitfed-v2
         self._copies: dict[int, ServerPart] = {}  # splitfed-v1: one per client
@@ -206,6 +218,8 @@ class SplitLearning:
         self.global_state = (
             dict(checkpoint.arrays) if checkpoint else dict(initial_state)
         )
+        if checkpoint is None and self.config.local_loss:  # a fresh auxiliary head
+            self.global_state = self.ops.auxiliary_state() | self.global_state
         first = checkpoint.round + 1 if checkpoint else 1
         try:
             if first == 1:
@@ -246,6 +260,8 @@ class SplitLearning:
             results = self._exchange(
                 grid, rnd, {n: self._converse(n) for n in nodes}, traffic
             )
+        if self.config.local_loss:
+            self._train_on_uploads(results)
         self._aggregate(rnd, results)
         losses = [loss for r in results for loss in r.losses]
         central_loss, central_accuracy = self._evaluate()
@@ -366,7 +382,7 @@ class SplitLearning:
         start_front = None if self._local_fronts else self._global_front()
         reply = yield SplitOut({k.START: True, k.WANT_STEP: 0}, front=start_front)
         if self.config.local_loss:
-            return self._train_on_local_round(node, server, reply)
+            return self._local_round(node, reply)
         steps = value_of(reply.control, k.NUM_STEPS, int)
         if steps < 1:
             raise DroppedError(f"client reports {steps} steps; expected at least 1")
@@ -397,13 +413,12 @@ class SplitLearning:
         digest = reply.tensors({k.FRONT_DIGEST: (32,)})[k.FRONT_DIGEST]
         return self._finish(node, reply, losses, digest)
 
-    def _train_on_local_round(
-        self, node: int, server: ServerPart, reply: SplitIn
-    ) -> ClientRound:
-        """Local-loss SplitFed: the server part trains on the round's smashed data.
+    def _local_round(self, node: int, reply: SplitIn) -> ClientRound:
+        """Local-loss SplitFed: check a client's round of smashed data and keep it.
 
         The client sent every batch's smashed data and labels at once (stacked,
-        with the batch sizes); the server takes one optimizer step per batch.
+        with the batch sizes); the server part trains on them (one optimizer step
+        per batch) in :meth:`_train_on_uploads` once every client's round is in.
         """
         steps = value_of(reply.control, k.NUM_STEPS, int)
         if steps < 1:
@@ -427,12 +442,45 @@ class SplitLearning:
                 f"batch sizes {sizes} do not fit {len(activations)} activations and "
                 f"{len(labels)} labels"
             )
-        losses, offset = [], 0
-        for size in sizes:
-            rows = slice(offset, offset + size)
-            losses.append(server.loss_step(activations[rows], labels[rows])[1])
-            offset += size
-        return self._finish(node, reply, losses, tensors[k.FRONT_DIGEST])
+        if activations.dtype != np.float32 or (
+            activations.shape[1:] != self._smashed_shape
+        ):
+            raise DroppedError(
+                f"smashed data is {activations.dtype} {activations.shape}; expected "
+                f"float32 (rows, {', '.join(map(str, self._smashed_shape))})"
+            )
+        classes = self.ops.num_classes
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise DroppedError(
+                f"labels are {labels.dtype} {labels.shape}; expected integers (rows,)"
+            )
+        if len(labels) and not 0 <= labels.min() <= labels.max() < classes:
+            raise DroppedError(f"labels outside 0..{classes - 1}")
+        bounds = np.cumsum([0, *sizes])
+        result = self._finish(node, reply, [], tensors[k.FRONT_DIGEST])
+        result.uploads = [(activations[a:b], labels[a:b]) for a, b in pairwise(bounds)]
+        return result
+
+    def _train_on_uploads(self, results: list[ClientRound]) -> None:
+        """Local-loss SplitFed: one server step per uploaded batch, clients interleaved.
+
+        Round-robin over the clients (client order, then batch order) rather than
+        one client's batches after another's: with non-IID clients the latter
+        leaves the server part fitted to whichever client came last (measured on
+        digits-cnn, 10 clients, Dirichlet 0.5: accuracy swung between 0.33 and 0.66
+        over 10 rounds). Runs after the exchange, so a client dropped mid-round
+        never trained the server part.
+        """
+        if not results:
+            return
+        server = self._server_part(results[0].node_id)  # the shared one
+        for i in range(max(len(r.uploads) for r in results)):
+            for result in results:
+                if i < len(result.uploads):
+                    activations, labels = result.uploads[i]
+                    result.losses.append(server.loss_step(activations, labels)[1])
+        for result in results:
+            result.uploads = []
 
     def _finish(
         self, node: int, reply: SplitIn, losses: list[float], digest: NDArray

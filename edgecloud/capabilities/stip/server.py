@@ -243,6 +243,7 @@ class StipTotals:
 
     rounds: list[RoundRecord] = field(default_factory=list)
     server_seconds: float = 0.0
+    setup_seconds: float = 0.0  # session messages until every stream connected
     generated_tokens: int = 0
     dropped_nodes: list[int] = field(default_factory=list)
     session_traffic: Traffic = field(default_factory=Traffic)  # session messages
@@ -257,6 +258,12 @@ class StipTotals:
             "server-seconds": self.server_seconds,
             "generated-tokens": float(self.generated_tokens),
             "tokens-per-second": self.generated_tokens / seconds if seconds else 0.0,
+            "session-setup-seconds": self.setup_seconds,
+            "tokens-per-second-with-setup": (
+                self.generated_tokens / (seconds + self.setup_seconds)
+                if seconds
+                else 0.0
+            ),
             "seconds-per-round-trip": float(np.mean(steps)) if steps else 0.0,
             "bytes-up": float(
                 sum(r.bytes_up for r in self.rounds) + self.session_traffic.bytes_up
@@ -335,7 +342,9 @@ class SecureInference:
         sessions = None
         try:
             if self.endpoint is not None:
+                opened = time.perf_counter()
                 sessions = self._open(grid, nodes)
+                totals.setup_seconds = time.perf_counter() - opened
                 totals.dropped_nodes += sorted(sessions.failed)
                 stream: Transport[StipOut, Embeds] = StreamTransport(
                     sessions.connected,

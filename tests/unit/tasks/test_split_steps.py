@@ -19,6 +19,8 @@ from edgecloud.tasks.split_steps import (
     DeviceSide,
     ServerSide,
     TaskSplitOps,
+    auxiliary_head,
+    auxiliary_state,
     batch_schedule,
     device_modules,
     load_optimizer_state,
@@ -272,3 +274,40 @@ def test_both_sides_compute_the_tasks_loss_and_predictions(ushaped: bool) -> Non
     np.testing.assert_array_equal(grads["other"], 2 * grads["default"])
     assert not np.array_equal(predictions["other"], predictions["default"])
     assert predictions["other"].shape == predictions["default"].shape == (8,)
+
+
+def test_a_local_loss_step_trains_front_and_head_on_the_devices_own_loss() -> None:
+    # Prepare: the same front and head, one stepped by the device, one by hand
+    task = get_task("digits-cnn")
+    data = task.load_client_data(
+        "digits", PartitionSpec("iid", 1, 0), 0, Path("."), False
+    ).train
+    torch.manual_seed(0)
+    model = task.build_model()
+    assert isinstance(model, SplitModel)
+    schedule = batch_schedule(len(data), 16, 1, seed=3)
+    x = task.preprocess(torch.from_numpy(data.features[schedule[0]]))
+    head = auxiliary_head(model.front, x[:1], data.num_classes)
+    reference_front, reference_head = copy.deepcopy(model.front), copy.deepcopy(head)
+    device = DeviceSide(
+        task, model.front, make_optimizer(model.front, 0.05, 0.9), data, schedule
+    )
+    aux_optimizer = make_optimizer(head, 0.05, 0.9)
+
+    # Execute
+    smashed, labels, loss = device.local_loss_step(0, head, aux_optimizer)
+
+    # Assert: smashed data from before the update, the loss of the head on it,
+    # and front and head moved by exactly the local loss's gradient
+    expected = reference_front(x)
+    np.testing.assert_array_equal(smashed, expected.detach().numpy())
+    np.testing.assert_array_equal(labels, data.labels[schedule[0]])
+    reference_loss = task.loss(reference_head(expected), torch.from_numpy(labels))
+    assert loss == pytest.approx(float(reference_loss.detach()), abs=1e-6)
+    both = [*reference_front.parameters(), *reference_head.parameters()]
+    optimizer = torch.optim.SGD(both, lr=0.05, momentum=0.9)
+    reference_loss.backward()
+    optimizer.step()
+    _assert_same(model.front, reference_front)
+    _assert_same(head, reference_head)
+    assert set(auxiliary_state(head)) == {"aux.1.weight", "aux.1.bias"}

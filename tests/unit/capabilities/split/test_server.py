@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -18,12 +19,12 @@ from flwr.app import Array, ConfigRecord, Context, Message, RecordDict
 from edgecloud.capabilities.split import keys as k
 from edgecloud.capabilities.split.client import split_step
 from edgecloud.capabilities.split.config import SplitConfig
-from edgecloud.capabilities.split.server import SplitLearning
+from edgecloud.capabilities.split.server import ClientRound, SplitLearning
 from edgecloud.capability import load_run_settings
 from edgecloud.results import RunRecorder
 from edgecloud.settings import RunSettings
 from edgecloud.tasks import state_to_numpy
-from edgecloud.tasks.split_steps import TaskSplitOps
+from edgecloud.tasks.split_steps import DeviceSide, TaskSplitOps
 from edgecloud.workflow.run_setup import set_up_task
 from tests.fakes import FakeGrid
 
@@ -200,3 +201,119 @@ def test_a_malformed_start_reply_is_not_mistaken_for_a_bug(
 
     # Assert
     assert history.rounds[-1].failures == 1 and history.status == "completed"
+
+
+def test_local_loss_trains_in_one_exchange_per_client_and_round(
+    run_config: dict[str, Any], tmp_path: Path
+) -> None:
+    # Prepare
+    settings = _settings(run_config, "splitfed-local-loss")
+    grid = _devices(settings, [11, 12])
+
+    # Execute
+    history, workflow, initial = _run(settings, grid, tmp_path)
+
+    # Assert: one exchange of both clients trained front, head and server part
+    last = history.rounds[-1]
+    assert last.train_replies == 2 and last.failures == 0
+    assert last.extra["exchanges"] == 1
+    assert len(grid.sent[0]) == 2  # both clients' session of the round at once
+    assert last.train_loss is not None and last.bytes_up > last.bytes_down
+    for part in ("front.", "back.", "aux."):
+        assert any(
+            not np.array_equal(initial.get(key), value)
+            for key, value in workflow.global_state.items()
+            if key.startswith(part)
+        ), part
+
+
+def _spoiled_uploads(
+    change: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> Callable[..., Any]:
+    """A device step whose smashed data / labels ``change`` spoils before sealing."""
+    real = DeviceSide.local_loss_step
+
+    def step(self: DeviceSide, *args: Any) -> tuple[np.ndarray, np.ndarray, float]:
+        smashed, labels, loss = real(self, *args)
+        return (*change(smashed, labels), loss)
+
+    return step
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda a, y: (a, y + 10), "labels outside 0..9"),
+        (lambda a, y: (a[:, :1], y), "smashed data is float32"),
+        (lambda a, y: (a.astype(np.int32), y), "smashed data is int32"),
+        (lambda a, y: (a, y.astype(np.float32)), "expected integers"),
+    ],
+    ids=["labels", "shape", "dtype", "label-dtype"],
+)
+def test_local_loss_drops_a_client_whose_uploads_do_not_fit_the_model(
+    run_config: dict[str, Any],
+    tmp_path: Path,
+    change: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prepare: node 12's device seals well-formed frames of unusable data
+    settings = _settings(run_config, "splitfed-local-loss")
+    grid = _devices(settings, [11, 12])
+    honest = grid.answer
+
+    def answer(message: Message) -> Message | None:
+        if message.metadata.dst_node_id != 12:
+            return honest(message)
+        with patch.object(DeviceSide, "local_loss_step", _spoiled_uploads(change)):
+            return honest(message)
+
+    grid.answer = answer
+    logging.getLogger("flwr").addHandler(caplog.handler)
+
+    # Execute
+    try:
+        history, _, _ = _run(settings, grid, tmp_path)
+    finally:
+        logging.getLogger("flwr").removeHandler(caplog.handler)
+
+    # Assert: dropped before the server part saw any of it
+    last = history.rounds[-1]
+    assert last.train_replies == 1 and last.failures == 1
+    assert "dropping node 12" in caplog.text and reason in caplog.text
+
+
+class _RecordingPart:
+    """A server part that only notes which client each batch came from."""
+
+    def __init__(self) -> None:
+        self.order: list[int] = []
+
+    def loss_step(self, activations: np.ndarray, labels: np.ndarray) -> Any:
+        self.order.append(int(labels[0]))
+        return None, float(labels[0])
+
+
+def test_local_loss_server_interleaves_the_clients_batches(
+    run_config: dict[str, Any],
+) -> None:
+    # Prepare: client 1 uploaded three batches, client 2 two (labels name them)
+    settings = _settings(run_config, "splitfed-local-loss")
+    setup = set_up_task(settings)
+    ops = TaskSplitOps(setup.task, 0.1, 0.9, setup.test_set, 16)
+    workflow = SplitLearning(settings.section, settings.common, ops, RUN_ID)
+    part = _RecordingPart()
+    workflow._shared = part  # type: ignore[assignment]
+    a = np.zeros((1, 4), np.float32)
+    results = [
+        ClientRound(node, {}, 1, [], [(a, np.array([node]))] * batches)
+        for node, batches in ((1, 3), (2, 2))
+    ]
+
+    # Execute
+    workflow._train_on_uploads(results)
+
+    # Assert: round-robin, every batch once, losses per client, uploads released
+    assert part.order == [1, 2, 1, 2, 1]
+    assert [r.losses for r in results] == [[1.0, 1.0, 1.0], [2.0, 2.0]]
+    assert all(r.uploads == [] for r in results)
