@@ -8,12 +8,18 @@ For a GPT-2-small-sized and a LLaMA-style (GQA, SwiGLU, RoPE) model:
 * bytes per token on the wire (up: one permuted embedding, down: permuted logits);
 * tokens/s with the KV cache in-process (STIP server + user vs plaintext loop);
 * tokens/s over the Flower simulation engine (2 SuperNodes, real messages),
-  unless ``--skip-flower``.
+  unless ``--skip-flower``;
+* with ``--deployment`` (GPT-2-small): tokens/s of the real protocol in-process
+  (``StipServer`` + two ``StipUser``, no transport), and on a loopback TLS +
+  SuperNode-auth deployment with 2 SuperNodes over Flower messages and over the
+  streamed session (steady state, and with the session set-up counted); target:
+  deployed stream >= 0.8 x in-process.
 
 On a GPU too when one is there (``--device cuda``). Writes
-``benchmarks/results/stip_overhead.json``.
+``benchmarks/results/stip_overhead_<device>.json``.
 
-Usage: ``python benchmarks/stip_overhead.py [--device cpu|cuda] [--skip-flower]``
+Usage: ``python benchmarks/stip_overhead.py [--device cpu|cuda] [--skip-flower]
+[--deployment] [--models gpt2-small]``
 """
 
 from __future__ import annotations
@@ -231,7 +237,131 @@ def _bench_model(
             f"{f['tokens_per_second']:.2f} tok/s overall, "
             f"{f['seconds_per_round_trip']:.3f} s per round trip"
         )
+    if args.deployment and device == "cpu" and name == "gpt2-small":
+        r["deployment"] = _bench_deployment(plain, args)
+        _print_deployment(r["deployment"], r.get("flower_simulation"))
     return result
+
+
+PROMPT = ",".join(str(i) for i in range(1, 17))
+
+
+def _in_process(
+    instance: Any, n: int, owners: int = 2, repeats: int = 3
+) -> dict[str, float]:
+    """Tokens/s of the protocol without a transport: one server, ``owners`` users.
+
+    The same work per token as deployed: the server extends every owner's KV cache
+    in one batched step, each owner un-permutes, picks greedily, embeds and
+    permutes its next token. Best of ``repeats`` (the first pays warm-up).
+    """
+    from edgecloud.stip.runtime import StipServer, StipUser, sample_next
+
+    server, users = StipServer(instance.server), StipUser(instance.user)
+    ids = torch.tensor([[int(t) for t in PROMPT.split(",")]])
+    best = float("inf")
+    for attempt in range(repeats):
+        sids = [f"{attempt}-{o}" for o in range(owners)]
+        start = time.perf_counter()
+        requests = {sid: users.protect(users.embed(ids))[0] for sid in sids}
+        for _ in range(n):
+            logits = server.step(requests)
+            requests = {
+                sid: users.protect(
+                    users.embed(
+                        torch.tensor([[sample_next(users.reveal(logits[sid]))]])
+                    )
+                )[0]
+                for sid in sids
+            }
+        best = min(best, time.perf_counter() - start)
+        for sid in sids:
+            server.end(sid)
+    return {"tokens": float(owners * n), "tokens_per_second": owners * n / best}
+
+
+def _bench_deployment(
+    plain: PreTrainedModel, args: argparse.Namespace
+) -> dict[str, Any]:
+    """In-process vs deployed (messages, stream) tokens/s, 2 data owners."""
+    from edgecloud.deploy.federation import start_local_federation
+    from edgecloud.deploy.flwr_cli import (
+        FINISHED_COMPLETED,
+        flwr_env,
+        submit_run,
+        wait_for_run,
+    )
+    from edgecloud.local_simulation import PROJECT_DIR
+    from edgecloud.stip.developer import make_instances
+
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        plain.to("cpu").save_pretrained(root / "model")
+        (instance,) = make_instances(root / "model", root / "bundles", seed=1)
+        result["in_process"] = _in_process(instance, args.new_tokens)
+        env = flwr_env(root / "flwr_home")
+        federation = start_local_federation(
+            root / "deploy", env, num_supernodes=2, tls=True, supernode_auth=True
+        )
+        try:
+            # over messages every token costs a Flower round trip (seconds): a
+            # few tokens give its rate
+            for transport, tokens in (
+                ("stream", args.new_tokens),
+                ("messages", min(args.new_tokens, 6)),
+            ):
+                out = root / f"deploy-{transport}"
+                run_id = submit_run(
+                    PROJECT_DIR,
+                    federation.connection,
+                    env,
+                    f'capability="stip" stip.transport="{transport}" '
+                    f'stip.server-bundle="{instance.server}" '
+                    f'stip.user-bundle="{instance.user}" stip.prompt="{PROMPT}" '
+                    f'stip.max-new-tokens={tokens} output-dir="{out}"',
+                )
+                status = wait_for_run(
+                    run_id, federation.connection, env, timeout=1800, stream_logs=False
+                )
+                if status["status"] != FINISHED_COMPLETED:
+                    raise RuntimeError(f"deployed STIP over {transport}: {status}")
+                summary = json.loads((out / "results.json").read_text())["summary"]
+                result[transport] = {
+                    k.replace("-", "_"): float(v)
+                    for k, v in summary.items()
+                    if isinstance(v, int | float)
+                }
+        finally:
+            federation.stop()
+    stream, base = result["stream"], result["in_process"]["tokens_per_second"]
+    result["stream_vs_in_process"] = stream["tokens_per_second"] / base
+    result["stream_with_setup_vs_in_process"] = (
+        stream["tokens_per_second_with_setup"] / base
+    )
+    result["stream_vs_messages"] = (
+        stream["tokens_per_second"] / result["messages"]["tokens_per_second"]
+    )
+    return result
+
+
+def _print_deployment(d: dict[str, Any], simulation: dict[str, float] | None) -> None:
+    s, m = d["stream"], d["messages"]
+    sim = "-" if simulation is None else f"{simulation['tokens_per_second']:.2f}"
+    print(
+        f"{'':12} tokens/s, 2 data owners: in-process "
+        f"{d['in_process']['tokens_per_second']:.2f} | simulation {sim} | deployed "
+        f"messages {m['tokens_per_second']:.3f} ({m['seconds_per_round_trip']:.2f} s "
+        f"per round trip) | deployed stream {s['tokens_per_second']:.2f} "
+        f"({1e3 * s['seconds_per_round_trip']:.1f} ms per round trip), "
+        f"{s['tokens_per_second_with_setup']:.2f} with the "
+        f"{s['session_setup_seconds']:.1f} s session set-up"
+    )
+    print(
+        f"{'':12} deployed stream / in-process: {d['stream_vs_in_process']:.2f}x "
+        f"(target >= 0.8), with set-up {d['stream_with_setup_vs_in_process']:.2f}x; "
+        f"stream / messages {d['stream_vs_messages']:.0f}x"
+    )
 
 
 def _bench_flower(plain: PreTrainedModel, args: argparse.Namespace) -> dict[str, float]:
@@ -247,7 +377,7 @@ def _bench_flower(plain: PreTrainedModel, args: argparse.Namespace) -> dict[str,
                 "capability": "stip",
                 "stip.server-bundle": str(instance.server),
                 "stip.user-bundle": str(instance.user),
-                "stip.prompt": ",".join(str(i) for i in range(1, 17)),
+                "stip.prompt": PROMPT,
                 "stip.max-new-tokens": args.new_tokens,
                 "output-dir": str(root / "out"),
             },
@@ -272,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-flower", action="store_true")
+    parser.add_argument(
+        "--deployment",
+        action="store_true",
+        help="also in-process vs deployed messages / stream tokens/s (GPT-2-small)",
+    )
     parser.add_argument("--models", default="gpt2-small,llama-style")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

@@ -33,6 +33,8 @@ FAST = {
     "local-epochs": 1,
     "batch-size": 64,
     "num-server-rounds": 1,
+    # The Flower messages are what this file inspects (the stream: test_deployment.py)
+    "split.transport": "messages",
 }
 
 
