@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -149,15 +150,23 @@ def wait_for_run(
     """Stream the run's ServerApp logs (optional) and return its final status entry.
 
     ``flwr run --stream`` exits 0 even for failed runs, so callers must check the
-    returned ``status`` against :data:`FINISHED_COMPLETED`.
+    returned ``status`` against :data:`FINISHED_COMPLETED`. The wait follows
+    ``flwr log --stream`` (one idle process until the run ends; its output is
+    dropped unless ``stream_logs``) rather than polling ``flwr ls``: every poll
+    starts a Python process that imports flwr, about a second of CPU, which on a
+    small machine slows the very run it waits for.
     """
     deadline = time.monotonic() + timeout
-    if stream_logs:
+    quiet = None if stream_logs else subprocess.DEVNULL
+    # on a timeout the status below says how far the run got
+    with contextlib.suppress(subprocess.TimeoutExpired):
         subprocess.run(
             ["flwr", "log", str(run_id), connection, "--stream"],
             env=dict(env),
             timeout=timeout,
             check=False,
+            stdout=quiet,
+            stderr=quiet,
         )
     while True:
         status = run_status(run_id, connection, env)

@@ -114,15 +114,30 @@ class StreamSettings(Section):
                 )
 
 
+# Why a simulated node may never connect: the engine runs as many ClientApps at
+# once as it has workers, and a session holds its worker for the whole round.
+_SIMULATION_HINT = (
+    " (in simulation a session holds one of the engine's ClientApp workers for the"
+    " whole round, and the nodes of a SplitFed round must all connect: give it a"
+    " worker per sampled node, e.g. flwr run --federation-config"
+    " 'client-resources-num-cpus=1', or use transport=\"messages\")"
+)
+
+
+def in_simulation(grid: Grid) -> bool:
+    """Whether ``grid`` is the simulation engine's."""
+    from flwr.superlink.grid import InMemoryGrid
+
+    return isinstance(grid, InMemoryGrid)
+
+
 def streams_wanted(settings: StreamSettings, grid: Grid) -> bool:
     """Whether this run's exchanges go over streamed sessions."""
     if settings.transport == "messages":
         return False
     if settings.transport == "stream":
         return True
-    from flwr.superlink.grid import InMemoryGrid
-
-    return not isinstance(grid, InMemoryGrid)  # auto: deployments only
+    return not in_simulation(grid)  # auto: deployments only
 
 
 class StreamEndpoint:
@@ -262,6 +277,7 @@ def open_sessions(
         session.close()
         sessions.failed[node] = (
             f"did not connect within {settings.stream_connect_timeout:g} s"
+            + (_SIMULATION_HINT if in_simulation(grid) else "")
         )
     for node, reason in sessions.failed.items():
         log(

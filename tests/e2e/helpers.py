@@ -57,11 +57,14 @@ def federation_env(federation: LocalFederation) -> dict[str, str]:
 
 
 def run_on(
-    federation: LocalFederation, run_config: str, timeout: float = 600
+    federation: LocalFederation,
+    run_config: str,
+    timeout: float = 600,
+    app_dir: Path = PROJECT_DIR,
 ) -> dict[str, Any]:
-    """Submit the app to ``federation`` once and wait; returns the run's status."""
+    """Submit the app (this one by default) to ``federation``; wait for its status."""
     env = federation_env(federation)
-    run_id = submit_run(PROJECT_DIR, federation.connection, env, run_config)
+    run_id = submit_run(app_dir, federation.connection, env, run_config)
     return wait_for_run(
         run_id, federation.connection, env, timeout=timeout, stream_logs=False
     )

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,7 +38,7 @@ from edgecloud.deploy.processes import (
     start_process,
     supernode_command,
 )
-from edgecloud.local_simulation import make_run_config
+from edgecloud.local_simulation import PROJECT_DIR, make_run_config
 from edgecloud.stip.developer import make_instances
 from edgecloud.tasks import get_task
 from edgecloud.tasks.split_steps import batch_schedule
@@ -122,13 +123,121 @@ STREAMED = {
 }
 
 
-def _probe_while_streaming(
-    proxy: CapturingProxy, port: int, ca_pem: bytes, outcomes: list[str]
-) -> None:
-    """Once sessions run, try a forged ticket and a stranger's CA on the endpoint."""
-    deadline = time.monotonic() + 300
-    while proxy.connections == 0 and time.monotonic() < deadline:
+SPY_CLIENTAPP = """
+import json
+import time
+from pathlib import Path
+
+from flwr.clientapp import ClientApp
+
+from edgecloud.capability import CAPABILITIES
+
+SPY_DIR = Path({spy_dir!r})
+LATE = {late!r}  # (partition, session number) whose handler waits out its ticket
+
+
+def leak_ticket(msg, context, call_next):
+    # The intruder's view of a ticket: what a compromised SuperNode would leak.
+    record = msg.content.config_records.get("session")
+    if record is not None:
+        partition = int(context.node_config["partition-id"])
+        number = len(list(SPY_DIR.glob(f"{{partition}}-*.json")))
+        ticket = {{key: record[key] for key in record.keys()}}
+        hexed = [key for key, value in ticket.items() if isinstance(value, bytes)]
+        ticket |= {{key: ticket[key].hex() for key in hexed}}
+        leak = {{
+            "run": msg.metadata.run_id,
+            "node": context.node_id,
+            "ticket": ticket,
+            "hexed": hexed,
+        }}
+        (SPY_DIR / f"{{partition}}-{{number}}.json").write_text(json.dumps(leak))
+        if (partition, number) == LATE:  # the intruder tries it once expired
+            time.sleep(max(0.0, float(ticket["session-expires-at"]) - time.time()) + 4)
+    return call_next(msg, context)
+
+
+app = ClientApp(mods=[leak_ticket])
+for capability in CAPABILITIES.values():
+    capability.register(app)
+"""
+
+
+def _spy_app(root: Path, late: tuple[int, int]) -> tuple[Path, Path]:
+    """This app with a ClientApp that leaks every ticket into a folder (the spy).
+
+    The partition ``late[0]``'s handler of its session message number ``late[1]``
+    starts only after that ticket expired.
+    """
+    app, spy = root / "spy-app", root / "leaked"
+    app.mkdir()
+    spy.mkdir()
+    pyproject = (PROJECT_DIR / "pyproject.toml").read_text()
+    (app / "pyproject.toml").write_text(
+        pyproject.replace(
+            'clientapp = "edgecloud.client_app:app"',
+            'clientapp = "spy_clientapp:app"',
+        )
+    )
+    (app / "spy_clientapp.py").write_text(
+        SPY_CLIENTAPP.format(spy_dir=str(spy), late=late)
+    )
+    return app, spy
+
+
+def _leaked(spy: Path, partition: int, number: int, timeout: float) -> dict[str, Any]:
+    path = spy / f"{partition}-{number}.json"
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(0.2)  # written whole
+    return dict(json.loads(path.read_text()))
+
+
+def _try(name: str, client: SessionClient, outcomes: list[str]) -> None:
+    try:
+        client.connect()
+        outcomes.append(f"{name}: connected")
+    except SessionRefused as err:
+        outcomes.append(f"{name}: refused ({err})")
+    except EndpointUnreachable:
+        outcomes.append(f"{name}: unreachable")
+    finally:
+        client.close()
+
+
+def _leaked_client(leak: dict[str, Any]) -> SessionClient:
+    ticket = dict(leak["ticket"])
+    ticket |= {key: bytes.fromhex(ticket[key]) for key in leak["hexed"]}
+    # the intruder claims a later expiry: the server goes by its own record
+    ticket["session-expires-at"] = time.time() + 60
+    return SessionClient(
+        Ticket.from_config(ticket),
+        run_id=int(leak["run"]),
+        node_id=int(leak["node"]),
+        connect_timeout=10.0,
+    )
+
+
+def _probe_while_streaming(
+    proxy: CapturingProxy,
+    spy: Path,
+    port: int,
+    ca_pem: bytes,
+    outcomes: list[str],
+) -> None:
+    """While the rounds run, intruders try the endpoint with every kind of ticket.
+
+    Round 1, once both nodes stream: a second connection with partition 0's
+    leaked (used) ticket, a forged ticket, a stranger's CA. Round 2: partition 1's
+    leaked ticket once it expired unused (its handler is held back), and a replay
+    of partition 0's round-1 ticket.
+    """
+    first = _leaked(spy, 0, 0, 300)
+    deadline = time.monotonic() + 120
+    while len(proxy.captured) < 200_000 and time.monotonic() < deadline:
+        time.sleep(0.05)  # both sessions accepted and stepping
+    _try("second connection", _leaked_client(first), outcomes)
     forged = Ticket(
         endpoint=f"127.0.0.1:{port}",
         session_id=secrets.token_hex(16),
@@ -142,31 +251,30 @@ def _probe_while_streaming(
         client = SessionClient(
             forged, run_id=1, node_id=1, ca_pem=ca, connect_timeout=10.0
         )
-        try:
-            client.connect()
-            outcomes.append(f"{name}: connected")
-        except SessionRefused:
-            outcomes.append(f"{name}: refused")
-        except EndpointUnreachable:
-            outcomes.append(f"{name}: unreachable")
-        finally:
-            client.close()
+        _try(name, client, outcomes)
+    late = _leaked(spy, 1, 1, 300)
+    expires = float(late["ticket"]["session-expires-at"])
+    time.sleep(max(0.0, expires - time.time()) + 0.5)
+    _try("expired", _leaked_client(late), outcomes)
+    _try("replayed", _leaked_client(first), outcomes)
 
 
-def test_splitfed_v1_runs_over_the_stream_and_the_wire_shows_no_activations(
+def test_splitfed_v1_runs_over_the_stream_and_intruders_change_nothing(
     tls_federation: LocalFederation, tmp_path: Path
 ) -> None:
     # Prepare: the endpoint on 127.0.0.1:PORT with certificates from the deploy
     # tooling, advertised as 127.0.0.2, where a proxy relays (and keeps) every
-    # byte between the SuperNodes and the endpoint; a prober tries a forged
-    # ticket and a stranger's CA while the sessions run
+    # byte between the SuperNodes and the endpoint; the app's ClientApp leaks its
+    # tickets to a prober that tries them (and forged ones) while sessions run;
+    # partition 1's handler of round 2 starts only after its ticket expired
     port = free_port()
     tls = generate_tls(tmp_path / "stream-tls", hosts=("127.0.0.1", "127.0.0.2"))
     proxy = CapturingProxy(("127.0.0.2", port), ("127.0.0.1", port))
+    app, spy = _spy_app(tmp_path, late=(1, 1))
     outcomes: list[str] = []
     prober = threading.Thread(
         target=_probe_while_streaming,
-        args=(proxy, port, tls.ca_cert.read_bytes(), outcomes),
+        args=(proxy, spy, port, tls.ca_cert.read_bytes(), outcomes),
         daemon=True,
     )
     prober.start()
@@ -180,26 +288,42 @@ def test_splitfed_v1_runs_over_the_stream_and_the_wire_shows_no_activations(
         status = run_on(
             tls_federation,
             f'{overrides} split.stream-bind="127.0.0.1:{port}" '
-            f'split.stream-advertise="127.0.0.2" '
+            f'split.stream-advertise="127.0.0.2" split.stream-connect-timeout=20 '
             f'split.stream-tls-dir="{tls.ca_cert.parent}" output-dir="{out}"',
+            app_dir=app,
         )
     finally:
         proxy.close()
-    prober.join(30)
+    prober.join(60)
 
-    # Assert: the intruders were refused and the run did not notice them: two
-    # rounds, both nodes each round, every step over the stream
-    assert outcomes == ["forged: refused", "wrong-ca: unreachable"]
+    # Assert: every intruder was refused, for the right reason
+    assert [o.split(":")[0] for o in outcomes] == [
+        "second connection",
+        "forged",
+        "wrong-ca",
+        "expired",
+        "replayed",
+    ], outcomes
+    second, forged, wrong_ca, expired, replayed = outcomes
+    assert "already used" in second
+    assert "proof does not match" in forged or "unknown session" in forged
+    assert wrong_ca == "wrong-ca: unreachable"
+    assert "expired" in expired
+    assert "already used" in replayed or "unknown session" in replayed
+    # ... and the run did not notice them: round 1 with both nodes, every step
+    # over the stream; round 2 drops only the node whose ticket expired
     assert status["status"] == FINISHED_COMPLETED, status
     results = read_outputs(out)
     assert results["completed_rounds"] == 2
-    for record in results["rounds"][1:]:
-        assert record["train_replies"] == 2 and record["failures"] == 0
+    first, second_round = results["rounds"][1:]
+    assert first["train_replies"] == 2 and first["failures"] == 0
+    assert second_round["train_replies"] == 1 and second_round["failures"] == 1
+    for record in (first, second_round):
         assert record["extra"]["exchanges"] > 5  # one per step, no message each
         assert record["extra"]["session-seconds"] > 0
     assert results["rounds"][-1]["extra"]["split-inference-examples"] > 0
     # what crossed the wire: sessions through the proxy, no plaintext activations
-    assert proxy.connections >= 4  # 2 nodes x (2 rounds + inference)
+    assert proxy.connections >= 4  # round 1: 2 nodes, round 2: 1, inference
     captured = bytes(proxy.captured)
     plaintext = [_first_activations(p) for p in (0, 1)]
     windows = [a[i : i + 64] for a in plaintext for i in range(0, len(a) - 64, 997)]

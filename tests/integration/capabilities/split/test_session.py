@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.superlink.grid import InMemoryGrid
 
 from edgecloud.capabilities.split import keys as k
 from edgecloud.capabilities.split.client import split_session, split_step
@@ -36,7 +37,7 @@ from edgecloud.transport import (
 )
 from edgecloud.transport.ticket import KEY_ENDPOINT
 from edgecloud.workflow.run_setup import set_up_task
-from edgecloud.workflow.stream import SESSION, StreamEndpoint
+from edgecloud.workflow.stream import SESSION, StreamEndpoint, open_sessions
 from tests.fakes import FakeGrid
 
 pytestmark = pytest.mark.usefixtures("server_identity")
@@ -324,3 +325,44 @@ def test_a_node_trusting_another_ca_cannot_connect_and_changes_nothing(
     with SessionClient(ticket, run_id=RUN_ID, node_id=11) as client:
         client.connect()
         session.wait_connected(5.0)
+
+
+class _SimulatedGrid(FakeGrid, InMemoryGrid):
+    """A fake grid the workflow takes for the simulation engine's."""
+
+    def __init__(self, answer: Any, node_ids: list[int]) -> None:
+        FakeGrid.__init__(self, answer, node_ids)
+
+
+def test_a_simulated_node_that_never_connects_is_dropped_with_the_cause_named(
+    run_config: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: node 12's ClientApp never runs (no free worker in the engine)
+    logging.getLogger("flwr").addHandler(caplog.handler)
+    settings = _settings(
+        run_config, "splitfed-v1", "stream", **{"split.stream-connect-timeout": 0.5}
+    )
+    grid = _SimulatedGrid(lambda message: None, NODES)
+
+    # Execute
+    try:
+        with StreamEndpoint(settings.section) as started:
+            sessions = open_sessions(
+                grid,  # type: ignore[arg-type]
+                started,
+                [12],
+                run_id=RUN_ID,
+                message_type="train.split_session",
+                content=lambda node: RecordDict(),
+                group_id="1",
+                label="test",
+            )
+    finally:
+        logging.getLogger("flwr").removeHandler(caplog.handler)
+        grid.join()
+
+    # Assert
+    assert list(sessions.failed) == [12] and not sessions.connected
+    assert "did not connect within 0.5 s" in sessions.failed[12]
+    assert "client-resources-num-cpus=1" in caplog.text
+    assert 'transport="messages"' in caplog.text
