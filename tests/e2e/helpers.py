@@ -13,10 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edgecloud.data.partitioning import PartitionSpec
 from edgecloud.deploy.federation import LocalFederation, start_local_federation
 from edgecloud.deploy.flwr_cli import flwr_env, submit_run, wait_for_run
 from edgecloud.deploy.processes import _alive
 from edgecloud.local_simulation import PROJECT_DIR
+from edgecloud.tasks import get_task
+from edgecloud.tasks.split_steps import batch_schedule
+from edgecloud.workflow.seeds import client_round_seed
 
 
 def read_outputs(output_dir: Path, checkpoints: bool = True) -> dict[str, Any]:
@@ -149,3 +153,32 @@ def has_connection_to(pid: int, port: int) -> bool:
                 if fields[3] == "01" and remote_port == port and fields[9] in inodes:
                     return True
     return False
+
+
+def first_activations(config: dict[str, Any], partition: int, partitions: int) -> bytes:
+    """The plaintext smashed data a split client sends first (recomputed here).
+
+    ``config`` is the run's full config; the digits partition is IID over
+    ``partitions`` clients, as in the e2e runs.
+    """
+    import torch
+
+    task = get_task(config["task"])
+    torch.manual_seed(config["seed"])
+    model = task.build_model()
+    data = task.load_client_data(
+        "digits",
+        PartitionSpec("iid", partitions, config["seed"]),
+        partition,
+        Path("."),
+        False,
+    ).train
+    rows = batch_schedule(
+        len(data),
+        config["batch-size"],
+        config["local-epochs"],
+        client_round_seed(config["seed"], 1, partition),
+    )[0]
+    with torch.no_grad():
+        x = task.preprocess(torch.from_numpy(data.features[rows]))
+        return bytes(model.front(x).numpy().tobytes())

@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from edgecloud.channel import Handshake
-from edgecloud.data.partitioning import PartitionSpec
 from edgecloud.deploy.certificates import (
     generate_node_key,
     generate_tls,
@@ -40,19 +38,17 @@ from edgecloud.deploy.processes import (
 )
 from edgecloud.local_simulation import PROJECT_DIR, make_run_config
 from edgecloud.stip.developer import make_instances
-from edgecloud.tasks import get_task
-from edgecloud.tasks.split_steps import batch_schedule
 from edgecloud.transport import (
     EndpointUnreachable,
     SessionClient,
     SessionRefused,
     Ticket,
 )
-from edgecloud.workflow.seeds import client_round_seed
 from tests.e2e.helpers import (
     CapturingProxy,
     descendants,
     federation_env,
+    first_activations,
     has_connection_to,
     local_federation,
     read_outputs,
@@ -89,29 +85,6 @@ def test_fedavg_round_on_a_tls_superlink_with_node_auth(
     results = read_outputs(out)
     assert results["completed_rounds"] == 1
     assert {p["partition-id"] for p in results["partitions"]} == {0, 1}
-
-
-def _first_activations(partition: int) -> bytes:
-    """The plaintext smashed data a client computes first (recomputed here)."""
-    config = make_run_config(STREAMED)
-    task = get_task(config["task"])
-    torch.manual_seed(config["seed"])
-    model = task.build_model()
-    data = task.load_client_data(
-        "digits", PartitionSpec("iid", 2, config["seed"]), partition, Path("."), False
-    ).train
-    rows = batch_schedule(
-        len(data),
-        config["batch-size"],
-        config["local-epochs"],
-        client_round_seed(config["seed"], 1, partition),
-    )[0]
-    with torch.no_grad():
-        return (
-            model.front(task.preprocess(torch.from_numpy(data.features[rows])))
-            .numpy()
-            .tobytes()
-        )
 
 
 STREAMED = {
@@ -325,7 +298,8 @@ def test_splitfed_v1_runs_over_the_stream_and_intruders_change_nothing(
     # what crossed the wire: sessions through the proxy, no plaintext activations
     assert proxy.connections >= 4  # round 1: 2 nodes, round 2: 1, inference
     captured = bytes(proxy.captured)
-    plaintext = [_first_activations(p) for p in (0, 1)]
+    config = make_run_config(STREAMED)
+    plaintext = [first_activations(config, p, 2) for p in (0, 1)]
     windows = [a[i : i + 64] for a in plaintext for i in range(0, len(a) - 64, 997)]
     assert len(captured) > 100_000 and windows
     assert not any(w in captured for w in windows)

@@ -8,22 +8,17 @@ real TLS deployment: test_deployment.py.)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from edgecloud.client_app import app as edgecloud_client_app
-from edgecloud.data.partitioning import PartitionSpec
 from edgecloud.local_simulation import _ConfiguredClientApp, make_run_config
 from edgecloud.server_app import main as edgecloud_server_main
-from edgecloud.tasks import get_task
-from edgecloud.tasks.split_steps import batch_schedule
-from edgecloud.workflow.seeds import client_round_seed
+from tests.e2e.helpers import first_activations
 
 pytestmark = pytest.mark.slow
 
@@ -36,31 +31,6 @@ FAST = {
     # The Flower messages are what this file inspects (the stream: test_deployment.py)
     "split.transport": "messages",
 }
-
-
-def _first_activations(
-    config: dict[str, Any], partition: int, partitions: int
-) -> bytes:
-    """The plaintext smashed data a client sends first (recomputed independently)."""
-    task = get_task(config["task"])
-    torch.manual_seed(config["seed"])
-    model = task.build_model()
-    data = task.load_client_data(
-        "digits",
-        PartitionSpec("iid", partitions, config["seed"]),
-        partition,
-        Path("."),
-        False,
-    ).train
-    rows = batch_schedule(
-        len(data),
-        config["batch-size"],
-        config["local-epochs"],
-        client_round_seed(config["seed"], 1, partition),
-    )[0]
-    with torch.no_grad():
-        x = task.preprocess(torch.from_numpy(data.features[rows]))
-        return model.front(x).numpy().tobytes()
 
 
 class _RecordingGrid:
@@ -126,7 +96,7 @@ def test_replies_hold_no_plaintext_activations(
 ) -> None:
     # Prepare
     config = make_run_config(FAST)
-    plaintext = [_first_activations(config, p, 2) for p in (0, 1)]
+    plaintext = [first_activations(config, p, 2) for p in (0, 1)]
     seen = seen_by_server[encrypted]
 
     # Assert: any 64-byte window of the activations would betray them

@@ -84,6 +84,8 @@ def generate_camera(
         "frames_csv": f"{stem}.frames.csv",
         "objects_csv": f"{stem}.objects.csv",
         "num_frames": len(frame_labels),
+        # every `gop` frames; VP9 may add some where the picture changes abruptly
+        "key_frames": sorted(writer.key_frames),
         "profile": {
             k: (round(v, 6) if isinstance(v, float) else v)
             for k, v in dataclasses.asdict(p).items()

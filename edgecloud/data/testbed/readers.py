@@ -2,7 +2,8 @@
 
 Per camera (:class:`CameraVideo`) or many cameras interleaved as concurrent live
 streams (:func:`interleave_live`, one packet per stream per tick). PyAV does the
-demuxing and decoding.
+demuxing and decoding; :mod:`edgecloud.data.bitstream` reads each packet's picture
+type and reference flag from its headers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy.typing as npt
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
+from edgecloud.data.bitstream import BitstreamError, PacketParser, parser_for
 from edgecloud.data.testbed.config import TestbedConfig
 from edgecloud.data.testbed.labels import (
     CameraLabels,
@@ -38,7 +40,15 @@ class PacketInfo:
     """One demuxed (not decoded) video packet.
 
     ``frame_index`` is the display position (from pts); packets arrive in decode
-    order, so with B-frames it is not monotonic.
+    order, so with B-frames it is not monotonic. ``keyframe`` is the container's
+    flag. The last four fields come from the packet's headers, not from decoding
+    (see :class:`edgecloud.data.bitstream.PictureInfo`): ``picture_type`` is
+    ``"I"``, ``"P"`` or ``"B"``, what the decoder reports for the frame;
+    ``reference`` whether later pictures may predict from it (false: dropping it
+    harms no other picture); ``random_access`` whether decoding can start at it
+    (H.264 IDR, H.265 IRAP, VP9 key frame); ``leading`` is ``"RADL"`` or ``"RASL"``
+    for H.265 leading pictures (RASL ones, from x265's open GOPs, reference the
+    previous GOP), else ``""``.
     """
 
     camera_id: int
@@ -50,6 +60,10 @@ class PacketInfo:
     size: int
     keyframe: bool
     data: bytes
+    picture_type: str
+    reference: bool
+    random_access: bool
+    leading: str
 
 
 @dataclass(frozen=True)
@@ -131,15 +145,27 @@ class CameraVideo:
                 )
 
     def packets(self) -> Iterator[tuple[PacketInfo, FrameLabel]]:
-        """Demux video packets in decode order, with the label of their frame."""
+        """Demux video packets in decode order, with the label of their frame.
+
+        Each packet's picture type and reference flag are parsed from its headers
+        (a few microseconds a packet; nothing is decoded).
+        """
         labels = self.labels.frames
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
+            parse = _picture_parser(stream.codec_context)
             decode_index = 0
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue  # the demuxer's end-of-stream marker
                 index = self._frame_index(packet.pts, stream.time_base)
+                data = bytes(packet)
+                try:
+                    picture = parse(data)
+                except BitstreamError as exc:
+                    raise BitstreamError(
+                        f"{self.path}: packet {decode_index}: {exc}"
+                    ) from exc
                 info = PacketInfo(
                     camera_id=self.camera_id,
                     decode_index=decode_index,
@@ -149,10 +175,23 @@ class CameraVideo:
                     time_s=index / self.fps,
                     size=packet.size,
                     keyframe=bool(packet.is_keyframe),
-                    data=bytes(packet),
+                    data=data,
+                    picture_type=picture.picture_type,
+                    reference=picture.reference,
+                    random_access=picture.random_access,
+                    leading=picture.leading,
                 )
                 decode_index += 1
                 yield info, labels[index]
+
+    def picture_parser(self) -> PacketParser:
+        """The parser of this stream's packet headers (:mod:`edgecloud.data.bitstream`).
+
+        It turns ``info.data`` into a :class:`~edgecloud.data.bitstream.PictureInfo`
+        (what :meth:`packets` fills in; the H.265 NAL unit type too).
+        """
+        with av.open(str(self.path)) as container:
+            return _picture_parser(container.streams.video[0].codec_context)
 
     def make_decoder(self) -> VideoCodecContext:
         """A fresh decoder for this stream, fed with ``av.Packet(info.data)``."""
@@ -197,6 +236,11 @@ class Testbed:
             f"camera {camera_id} not in testbed {self.root}; expected one of "
             f"{[c.camera_id for c in self.cameras]}"
         )
+
+
+def _picture_parser(codec: Any) -> PacketParser:
+    extradata = codec.extradata
+    return parser_for(str(codec.name), bytes(extradata) if extradata else None)
 
 
 def open_decoder(params: Any) -> VideoCodecContext:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecloud.data.testbed import Testbed, generate_testbed, preset
+from edgecloud.data.testbed import Testbed, generate_testbed, load_testbed, preset
 from edgecloud.data.testbed.__main__ import main
 from edgecloud.models import load_blackboxes
 
@@ -32,6 +32,41 @@ def test_train_models_saves_loadable_black_boxes(
     models = load_blackboxes(tmp_path)
     assert list(models) == ["vehicle-counter"]
     assert models["vehicle-counter"].training["epochs"] == 1
+
+
+def test_readme_vp9_example_generates_without_b_frames(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Execute: the README's example, on a shorter tiny testbed
+    code = main(
+        [
+            "generate", "--out", str(tmp_path), "--preset", "tiny",
+            "--codec", "vp9", "--audio", "--shake",
+            "--cameras", "1", "--held-out-cameras", "0", "--seconds", "3",
+            "--workers", "1",
+        ]
+    )  # fmt: skip
+
+    # Assert: the preset's B-frames were dropped for VP9, not refused
+    assert code == 0, capsys.readouterr().err
+    cfg = load_testbed(tmp_path).config
+    assert cfg.codec == "vp9" and cfg.b_frames == 0 and cfg.audio and cfg.shake
+
+
+def test_vp9_with_explicit_b_frames_is_refused_naming_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Execute
+    code = main(
+        ["generate", "--out", str(tmp_path), "--preset", "tiny", "--codec", "vp9",
+         "--b-frames", "2"]
+    )  # fmt: skip
+
+    # Assert
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "'b_frames' has value 2 with codec 'vp9'; expected 0" in err
+    assert "alt-ref" not in err
 
 
 @pytest.mark.parametrize(

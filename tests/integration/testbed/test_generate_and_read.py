@@ -153,6 +153,36 @@ def test_every_codec_gop_and_b_frame_setting_decodes_and_demuxes(
     assert reordered == (b_frames > 0)
 
 
+def test_vp9_key_frames_come_every_gop_and_the_manifest_lists_the_extra_ones(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the size at which libvpx's real-time mode adds key frames at the
+    # day/night switches (issue 11); 50 s at 10 fps cross two of them
+    cfg = preset(
+        "tiny",
+        num_cameras=1,
+        held_out_cameras=0,
+        duration_s=50.0,
+        codec="vp9",
+        gop=50,
+        width=330,
+        height=250,
+    )
+
+    # Execute
+    testbed, _ = generate_testbed(cfg, tmp_path, workers=1, progress=False)
+    cam = testbed.camera(0)
+    flagged = [p.frame_index for p, _ in cam.packets() if p.keyframe]
+    intra = [f.frame_index for f in cam.frames() if f.picture_type == "I"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+
+    # Assert: a key frame at least every `gop` frames, each one flagged on its
+    # packet, decoded as a key frame and listed in the manifest
+    assert set(range(0, cfg.num_frames, cfg.gop)) <= set(flagged)
+    assert flagged == intra == manifest["cameras"][0]["key_frames"]
+    assert len(flagged) > cfg.num_frames // cfg.gop  # the extra ones still come
+
+
 def test_packets_decode_with_a_fresh_decoder(tiny_testbed: Testbed) -> None:
     # Prepare
     import av

@@ -1,0 +1,160 @@
+"""A per-stream PyAV decoder fed only the packets the gate chose and their dependencies.
+
+The decoder context lives for the stream: references decoded in earlier rounds stay
+in it. Packets are rebuilt from their bytes with their pts and dts set again (a
+packet made from bare bytes has none, and its frame could not be matched to its
+label). The caller feeds packets in decode order and only sets that
+:class:`~edgecloud.packetgame.dependencies.DependencyState` says are complete
+(every reference a packet needs was fed before it), so every frame that comes out
+is the frame a full decode gives. As a last guard, a frame whose pts matches no
+packet fed since the decoder started is dropped and counted, never handed out
+(a decoder may invent one for a missing reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+import av
+import numpy as np
+import numpy.typing as npt
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from edgecloud.data.testbed.readers import open_decoder
+
+
+class EncodedPacket(Protocol):
+    """What the decoder needs of a demuxed packet (the testbed's ``PacketInfo``)."""
+
+    @property
+    def data(self) -> bytes:
+        """The packet's encoded bytes."""
+
+    @property
+    def pts(self) -> int:
+        """Presentation time stamp, in the stream's time base."""
+
+    @property
+    def dts(self) -> int:
+        """Decode time stamp, in the stream's time base."""
+
+    @property
+    def frame_index(self) -> int:
+        """Display index of the packet's frame."""
+
+
+@dataclass(frozen=True)
+class StreamCodec:
+    """How to decode a stream: codec name, extradata, coded size, pts/dts time base."""
+
+    name: str  # PyAV decoder name: "h264", "hevc", "vp9"
+    extradata: bytes | None
+    width: int
+    height: int
+    time_base: Fraction
+
+    @classmethod
+    def of(cls, stream: VideoStream) -> StreamCodec:
+        """The codec of a demuxed PyAV video stream."""
+        context = stream.codec_context
+        if stream.time_base is None:
+            raise ValueError(f"stream {stream.index} has no time base")
+        return cls(
+            context.name,
+            context.extradata,
+            context.width,
+            context.height,
+            stream.time_base,
+        )
+
+
+@dataclass(frozen=True)
+class GatedFrame:
+    """A decoded frame and the display index of the packet it came from."""
+
+    frame_index: int
+    image: npt.NDArray[np.uint8]  # (H, W, 3) RGB
+
+
+class GatedDecoder:
+    """Decodes one stream from the packets it is given, in decode order.
+
+    Parameters
+    ----------
+    codec : StreamCodec
+        The stream's codec name, extradata (parameter sets for H.264 / H.265) and
+        time base.
+    size : tuple[int, int] | None
+        ``(width, height)`` to rescale frames to, or ``None`` for the coded size.
+    """
+
+    def __init__(self, codec: StreamCodec, size: tuple[int, int] | None = None) -> None:
+        try:
+            # single-threaded: frame threading would hold frames back for several
+            # packets, and each decode call does its own packet's work
+            context = open_decoder(codec)
+        except (av.error.FFmpegError, ValueError, AssertionError) as err:
+            raise ValueError(
+                f"codec {codec.name!r} cannot be decoded here ({err}); expected a "
+                "PyAV video decoder name such as 'h264', 'hevc' or 'vp9'"
+            ) from None
+        self._context = context
+        self._codec = codec
+        self._size = size
+        self._fed: dict[int, int] = {}  # pts -> frame index of every packet fed
+        self._last_dts: int | None = None
+        self.dropped_frames = 0  # frames with no packet fed: never handed out
+        self.packets_fed = 0
+
+    def decode(self, packets: Iterable[EncodedPacket]) -> list[GatedFrame]:
+        """Feed ``packets`` (decode order); the frames the decoder outputs now.
+
+        With B-frames a frame may come out after later packets are fed
+        (the decoder reorders); :meth:`drain` returns what is left at the end.
+        A corrupt packet raises ``ValueError`` naming it; the decoder stays usable
+        for later packets from the next random-access point.
+        """
+        frames: list[GatedFrame] = []
+        for packet in packets:
+            if self._last_dts is not None and packet.dts <= self._last_dts:
+                raise ValueError(
+                    f"packet with dts {packet.dts} fed after dts {self._last_dts}; "
+                    "expected packets in decode order, each once"
+                )
+            encoded = av.Packet(packet.data)
+            encoded.pts, encoded.dts = packet.pts, packet.dts
+            encoded.time_base = self._codec.time_base
+            self._fed[packet.pts] = packet.frame_index
+            self._last_dts = packet.dts
+            self.packets_fed += 1
+            try:
+                decoded = self._context.decode(encoded)
+            except av.error.FFmpegError as err:
+                raise ValueError(
+                    f"packet of frame {packet.frame_index} (dts {packet.dts}) does "
+                    f"not decode: {err}"
+                ) from None
+            frames += self._keep(decoded)
+        return frames
+
+    def drain(self) -> list[GatedFrame]:
+        """The frames still held for reordering (end of the stream)."""
+        return self._keep(self._context.decode(None))
+
+    def _keep(self, decoded: Sequence[av.VideoFrame]) -> list[GatedFrame]:
+        kept = []
+        for frame in decoded:
+            assert isinstance(frame, VideoFrame)
+            index = self._fed.pop(frame.pts, None) if frame.pts is not None else None
+            if index is None:  # not from a packet we fed: never hand it out
+                self.dropped_frames += 1
+                continue
+            if self._size is not None:
+                frame = frame.reformat(width=self._size[0], height=self._size[1])
+            image = frame.to_ndarray(format="rgb24")
+            kept.append(GatedFrame(index, image.astype(np.uint8, copy=False)))
+        return kept
