@@ -1,5 +1,6 @@
 """PacketGame: multi-stream video packet gating before decoding (no flwr import)."""
 
+from edgecloud.packetgame.calibration import calibrate_decode_costs
 from edgecloud.packetgame.decision import (
     MODES,
     NEUTRAL_ESTIMATE,
@@ -9,7 +10,39 @@ from edgecloud.packetgame.decision import (
 )
 from edgecloud.packetgame.dependencies import Arrivals, DecodeCosts, DependencyState
 from edgecloud.packetgame.gated_decoder import GatedDecoder, GatedFrame, StreamCodec
+from edgecloud.packetgame.online import (
+    DEFAULT_RESULT,
+    FrameModel,
+    InferenceFilter,
+    OnlineResult,
+    Policy,
+    Redundancy,
+    RoundInputs,
+    RoundLog,
+    StreamResult,
+    count_changed,
+    event_present,
+    previous_result,
+    reference_outputs,
+    resize_frames,
+    run_online,
+    serve,
+)
 from edgecloud.packetgame.optimizer import Selection, exact_select, greedy_select
+from edgecloud.packetgame.policies import (
+    POLICIES,
+    DecodeAll,
+    GatePolicy,
+    KeyframesPolicy,
+    OraclePolicy,
+    RandomPolicy,
+    ReductoPolicy,
+    UniformPolicy,
+    make_policy,
+    train_predictor,
+    training_data,
+    uniform_stride,
+)
 from edgecloud.packetgame.predictor import (
     SIZE_UNIT_BYTES,
     ContextualPredictor,
@@ -20,26 +53,55 @@ from edgecloud.packetgame.predictor import (
 from edgecloud.packetgame.temporal import MEAN_MODES, MeanMode, TemporalEstimator
 
 __all__ = [
+    "DEFAULT_RESULT",
     "MEAN_MODES",
     "MODES",
     "NEUTRAL_ESTIMATE",
+    "POLICIES",
     "SIZE_UNIT_BYTES",
     "Arrivals",
     "ContextualPredictor",
+    "DecodeAll",
     "DecodeCosts",
     "DependencyState",
+    "FrameModel",
+    "GatePolicy",
     "GatedDecoder",
     "GatedFrame",
+    "InferenceFilter",
+    "KeyframesPolicy",
     "MeanMode",
     "Mode",
+    "OnlineResult",
+    "OraclePolicy",
     "PacketGate",
     "PacketWindows",
+    "Policy",
+    "RandomPolicy",
+    "ReductoPolicy",
+    "Redundancy",
+    "RoundInputs",
+    "RoundLog",
     "Selection",
     "StreamCodec",
+    "StreamResult",
     "TemporalEstimator",
+    "UniformPolicy",
+    "calibrate_decode_costs",
+    "count_changed",
     "decision_cost",
+    "event_present",
     "exact_select",
     "fit",
     "greedy_select",
+    "make_policy",
     "packet_views",
+    "previous_result",
+    "reference_outputs",
+    "resize_frames",
+    "run_online",
+    "serve",
+    "train_predictor",
+    "training_data",
+    "uniform_stride",
 ]

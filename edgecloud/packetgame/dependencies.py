@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -324,3 +325,29 @@ class DependencyState:
         self._append(
             np.flatnonzero((rap & ~decoded) | (other & ~decoded & a.reference)), a
         )
+
+
+class DependencyCosts(Sequence[FloatArray]):
+    """Each stream's dependency costs, built only for the streams asked for.
+
+    What :func:`~edgecloud.packetgame.optimizer.greedy_select` takes: the optimizer
+    reads one stream's list (the first packet that did not fit), so building all
+    ``m`` lists every round would be wasted work.
+    """
+
+    def __init__(self, state: DependencyState) -> None:
+        self._state = state
+
+    def __len__(self) -> int:
+        return self._state.num_streams
+
+    @overload
+    def __getitem__(self, index: int) -> FloatArray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[FloatArray]: ...
+
+    def __getitem__(self, index: int | slice) -> FloatArray | Sequence[FloatArray]:
+        if isinstance(index, slice):
+            return [self._state.dependency_costs(i) for i in range(len(self))[index]]
+        return self._state.dependency_costs(index)
