@@ -16,6 +16,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 
 from edgecloud.capabilities.fl import FL
+from edgecloud.capabilities.packetgame import PACKETGAME
 from edgecloud.capabilities.split import SPLIT
 from edgecloud.capabilities.stip import STIP
 from edgecloud.exceptions import ConfigError
@@ -53,7 +54,7 @@ class Capability(Protocol):
         """Register its message handlers (and their mods) on the ClientApp."""
 
 
-CAPABILITIES: dict[str, Capability] = {c.name: c for c in (FL, SPLIT, STIP)}
+CAPABILITIES: dict[str, Capability] = {c.name: c for c in (FL, SPLIT, STIP, PACKETGAME)}
 
 
 def sections() -> dict[str, type[Section]]:

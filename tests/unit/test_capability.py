@@ -19,6 +19,10 @@ OTHER_MEANINGS = {
     ("edgecloud/data/testbed/__main__.py", "split"),
     ("edgecloud/data/testbed/generate.py", "split"),
     ("edgecloud/data/testbed/readers.py", "split"),
+    # the algorithm library's name for the full gate (policy / gate mode)
+    ("edgecloud/packetgame/decision.py", "packetgame"),
+    ("edgecloud/packetgame/policies.py", "packetgame"),
+    ("edgecloud/packetgame/replay.py", "packetgame"),
 }
 
 
