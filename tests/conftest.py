@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,3 +97,19 @@ def server_bundle(tmp_path: Path) -> str:
     (bundle / "config.json").write_text("{}")
     (bundle / "model.safetensors").write_bytes(b"")
     return str(bundle)
+
+
+@pytest.fixture
+def fake_testbed(tmp_path: Path) -> Path:
+    """A testbed-shaped directory (files only): a manifest and two black boxes' meta.
+
+    Enough for PacketGame's server-side config checks.
+    """
+    root = tmp_path / "testbed"
+    root.mkdir()
+    (root / "manifest.json").write_text("{}")
+    for name, slots in (("person-counter", 1), ("sequence-reader", 8)):
+        model = root / "models" / name
+        model.mkdir(parents=True)
+        (model / "meta.json").write_text(json.dumps({"spec": {"slots": slots}}))
+    return root

@@ -52,12 +52,14 @@ def test_every_capability_is_a_package_with_the_same_shape() -> None:
 
 
 def test_the_client_app_registers_every_capabilitys_handlers() -> None:
+    from edgecloud.capabilities.packetgame.keys import MSG_ANALYTICS, MSG_TRAIN
     from edgecloud.capabilities.split.keys import MSG_STEP as SPLIT_STEP
     from edgecloud.capabilities.stip.keys import MSG_STEP as STIP_STEP
     from edgecloud.client_app import app
 
     registered = set(app._registered_funcs)
-    assert {"train.default", "evaluate.default", SPLIT_STEP, STIP_STEP} <= registered
+    handlers = {"train.default", "evaluate.default", SPLIT_STEP, STIP_STEP}
+    assert handlers | {MSG_TRAIN, MSG_ANALYTICS} <= registered
 
 
 def _string_constants(path: Path) -> Iterator[tuple[int, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ def test_pyproject_defaults_are_valid_and_round_trip(
 
 @pytest.mark.parametrize("capability", sorted(CAPABILITIES))
 def test_each_section_validates_alone(
-    run_config: dict[str, Any], capability: str, server_bundle: str
+    run_config: dict[str, Any], capability: str, server_bundle: str, fake_testbed: Path
 ) -> None:
     # Prepare: only the common keys and this capability's own table
     own = {
@@ -44,6 +45,9 @@ def test_each_section_validates_alone(
     own["capability"] = capability
     if capability == "stip":
         own["stip.server-bundle"] = server_bundle  # no default bundle exists
+    if capability == "packetgame":  # nor a generated default testbed
+        own["packetgame.testbed"] = str(fake_testbed)
+        own["packetgame.model"] = "person-counter"
 
     # Execute
     settings = load_settings(own, sections())
