@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle  # only for its error type: loading is torch's weights_only
 from pathlib import Path
 
 import torch
@@ -33,8 +34,9 @@ def from_arrays(arrays: ArrayRecord, window: int) -> ContextualPredictor:
     try:
         predictor.load_state_dict(arrays.to_torch_state_dict())
     except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines()[1:2])
         raise ValueError(
-            f"predictor weights do not fit window={window}: {err}"
+            f"predictor weights do not fit window={window} ({detail})"
         ) from None
     return predictor.eval()
 
@@ -53,7 +55,14 @@ def load_predictor(path: Path, key: str, window: int) -> ArrayRecord:
     ConfigError
         Naming ``key`` and the file if it does not hold a predictor for ``window``.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
+        raise ConfigError(
+            f"run-config key '{key}' has value {str(path)!r}, which does not load "
+            f"as a torch state dict ({str(err).splitlines()[0]}); expected "
+            "<output-dir>/packetgame-predictor.pt of a train run"
+        ) from None
     arrays = ArrayRecord(state)
     try:
         from_arrays(arrays, window)
