@@ -29,6 +29,7 @@ from edgecloud.data.testbed.readers import CameraVideo, PacketInfo
 from edgecloud.packetgame.dependencies import (
     Arrivals,
     DecodeCosts,
+    DependencyCosts,
     DependencyState,
 )
 from edgecloud.packetgame.gated_decoder import GatedDecoder, GatedFrame, StreamCodec
@@ -514,13 +515,14 @@ def run_online(
         feeds = {int(i): state.needed(int(i)) for i in np.flatnonzero(chosen)}
         for i in feeds:
             streams[i].spent += float(inputs.costs[i])
-        prefetched = state.commit(chosen, selection.prefetch)
-        if selection.prefetch is not None:
+        if selection.prefetch is not None:  # priced before commit moves the state
             stream, count = selection.prefetch
-            feeds[stream] = prefetched
             streams[stream].spent += float(
                 np.sum(inputs.dependency_costs[stream][:count])
             )
+        prefetched = state.commit(chosen, selection.prefetch)
+        if selection.prefetch is not None:
+            feeds[selection.prefetch[0]] = prefetched
         # ---------------------------------------------------------- decode
         out, seconds = _decode(streams, feeds)
         decode_s += seconds
@@ -590,7 +592,7 @@ def _round_inputs(
         active=live.copy(),
         costs=dep_costs,
         own_costs=np.where(live, arrivals.cost, 0.0),
-        dependency_costs=[state.dependency_costs(i) for i in range(len(streams))],
+        dependency_costs=DependencyCosts(state),  # built only where read
         previous_results=np.array(previous, dtype=np.int64),
         budget=budget,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -68,13 +69,34 @@ def _fill(order: npt.NDArray[np.intp], inputs: RoundInputs) -> Selection:
     return Selection(chosen=chosen, prefetch=None, spent=spent)
 
 
+class _Subset(Sequence[FloatArray]):
+    """``costs[indices[k]]`` at ``k``, read only where the optimizer looks."""
+
+    def __init__(self, costs: Sequence[FloatArray], indices: npt.NDArray[np.intp]):
+        self._costs, self._indices = costs, indices
+
+    def __len__(self) -> int:
+        return int(self._indices.size)
+
+    @overload
+    def __getitem__(self, k: int) -> FloatArray: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[FloatArray]: ...
+
+    def __getitem__(self, k: int | slice) -> FloatArray | Sequence[FloatArray]:
+        if isinstance(k, slice):
+            return [self._costs[int(i)] for i in self._indices[k]]
+        return self._costs[int(self._indices[k])]
+
+
 def _greedy(values: FloatArray, inputs: RoundInputs) -> Selection:
     """:func:`greedy_select` (with prefetch) over the decodable streams only."""
     finite = np.flatnonzero(np.isfinite(inputs.costs))
     chosen = np.zeros(inputs.num_streams, dtype=bool)
     if finite.size == 0:
         return Selection(chosen=chosen, prefetch=None, spent=0.0)
-    deps = [inputs.dependency_costs[int(i)] for i in finite]
+    deps = _Subset(inputs.dependency_costs, finite)
     sub = greedy_select(values[finite], inputs.costs[finite], inputs.budget, deps)
     chosen[finite] = sub.chosen
     prefetch = None
