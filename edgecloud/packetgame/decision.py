@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["packetgame", "temporal", "contextual"]
 MODES: tuple[Mode, ...] = ("packetgame", "temporal", "contextual")
+Value = Literal["staleness", "thesis"]
+VALUES: tuple[Value, ...] = ("staleness", "thesis")
 
 # The temporal input of the "contextual" mode: a constant, so the fusion layer
 # folds it into its bias and the temporal view is removed (the thesis' ablation).
@@ -45,8 +47,29 @@ class PacketGate:
 
     Call :meth:`decide` when each stream's packet of the round has been parsed, then
     :meth:`feedback` with the redundancy feedback of the decoded ones; the two
-    alternate. A stream's value is the sum over tasks of its confidence (the
-    expected number of necessary inferences its packet yields).
+    alternate.
+
+    A packet's confidence ``c`` (per task) is the probability that its frame's
+    result differs from the previous frame's: the predictor's output, or the
+    temporal estimate alone. Two ways to turn it into the value the optimizer
+    ranks by value per cost:
+
+    * ``value="staleness"`` (default, corrected): the probability that what the
+      stream is served is stale, ``1 - prod(1 - c)`` over the packets that
+      arrived since the stream was last chosen (reset when it is chosen), summed
+      over tasks. The thesis values a packet by its own ``c`` as if the frame
+      before it had been decoded, so a stream skipped for many rounds is worth no
+      more than one decoded a round ago; and its sliding window of the last ``w``
+      rounds holds no observation of a stream skipped that long, so its estimate
+      becomes the unseen-stream value (far outside the range the predictor is
+      trained on). Here the estimator keeps each stream's last ``w``
+      observations and the predictor gets their mean smoothed by one
+      pseudo-observation ``NEUTRAL_ESTIMATE`` (as in training,
+      :func:`~edgecloud.packetgame.policies.training_data`); exploration comes
+      from the staleness growing while a stream is skipped.
+    * ``value="thesis"``: Algorithm 2.1 as written: the UCB estimate over the last
+      ``w`` rounds (mean + ``sqrt(3 ln T / 2 T_i)``) is the temporal value and the
+      predictor's input; the value is the sum over tasks of ``c``.
 
     Parameters
     ----------
@@ -70,6 +93,8 @@ class PacketGate:
         ``(m, k)``). Defaults to the predictor's task count.
     mean : {"selected", "window"}
         The estimator's mean (see :class:`TemporalEstimator`).
+    value : {"staleness", "thesis"}
+        How confidences become values (above).
     """
 
     def __init__(
@@ -81,9 +106,12 @@ class PacketGate:
         mode: Mode = "packetgame",
         num_tasks: int | None = None,
         mean: MeanMode = "selected",
+        value: Value = "staleness",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode is {mode!r}; expected one of {MODES}")
+        if value not in VALUES:
+            raise ValueError(f"value is {value!r}; expected one of {VALUES}")
         check_positive_int("window", window)
         if predictor is None and mode != "temporal":
             raise ValueError(f"predictor is None; mode {mode!r} expected a predictor")
@@ -103,13 +131,21 @@ class PacketGate:
             if num_tasks is None and tasks > 1:
                 num_tasks = tasks
         self.mode: Mode = mode
+        self.value: Value = value
         self.predictor = predictor
         self.estimator = TemporalEstimator(
-            num_streams, window, horizon=horizon, num_tasks=num_tasks, mean=mean
+            num_streams,
+            window,
+            horizon=horizon,
+            num_tasks=num_tasks,
+            mean=mean,
+            memory="rounds" if value == "thesis" else "observations",
         )
         self.windows = PacketWindows(num_streams, window)
         self.num_streams = int(num_streams)
         self.num_tasks = 1 if num_tasks is None else int(num_tasks)
+        # per stream and task, P(nothing changed since the stream was chosen)
+        self._survival = np.ones((self.num_streams, self.num_tasks))
         self._pending = False  # decide() ran and waits for feedback()
 
     def decide(
@@ -177,8 +213,12 @@ class PacketGate:
                 f"expected {self.num_streams} (one per stream)"
             )
         stamp(time.perf_counter())
-        # estimator: UCB estimates (m, k)
-        estimates = self.estimator.estimate().reshape(self.num_streams, -1)
+        # estimator: UCB estimates or plain means (m, k)
+        if self.value == "thesis":
+            estimates = self.estimator.estimate()
+        else:
+            estimates = self.estimator.means(prior=NEUTRAL_ESTIMATE)
+        estimates = estimates.reshape(self.num_streams, -1)
         stamp(time.perf_counter())
         # predictor: confidences (m, k) -> values (m,)
         self.windows.push(sizes, flags)
@@ -186,19 +226,26 @@ class PacketGate:
         stamp(time.perf_counter())
         # optimizer: greedy by value per cost, then prefetch
         selection = greedy_select(values, cost_arr, budget_f, dependency_costs)
+        self._survival[selection.chosen] = 1.0
         stamp(time.perf_counter())
         self._pending = True
         return selection
 
     def _values(self, estimates: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """``(m,)`` values from ``(m, k)`` estimates (see the class notes)."""
         if self.mode == "temporal" or self.predictor is None:
-            values: npt.NDArray[np.float64] = estimates.sum(axis=1)
+            confidences = estimates
+        else:
+            if self.mode == "contextual":
+                estimates = np.full_like(estimates, NEUTRAL_ESTIMATE)
+            probs = self.predictor.predict(self.windows.views(), estimates)  # (m, k)
+            confidences = probs.astype(np.float64)
+        if self.value == "thesis":
+            values: npt.NDArray[np.float64] = confidences.sum(axis=1)
             return values
-        if self.mode == "contextual":
-            estimates = np.full_like(estimates, NEUTRAL_ESTIMATE)
-        probs = self.predictor.predict(self.windows.views(), estimates)  # (m, k)
-        values = probs.sum(axis=1, dtype=np.float64)
-        return values
+        self._survival *= 1.0 - np.clip(confidences, 0.0, 1.0)
+        stale: npt.NDArray[np.float64] = (1.0 - self._survival).sum(axis=1)
+        return stale
 
     def feedback(self, selected: npt.ArrayLike, feedback: npt.ArrayLike) -> None:
         """Record the round's outcome in the temporal estimator.

@@ -72,6 +72,9 @@ class StreamCodec:
         )
 
 
+_NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)  # GatedDecoder(images=False)
+
+
 @dataclass(frozen=True)
 class GatedFrame:
     """A decoded frame and the display index of the packet it came from."""
@@ -90,9 +93,19 @@ class GatedDecoder:
         time base.
     size : tuple[int, int] | None
         ``(width, height)`` to rescale frames to, or ``None`` for the coded size.
+    images : bool
+        False: hand out frame indices with an empty ``(0, 0, 3)`` image, skipping
+        the RGB conversion (for loops that take a frame's result from a
+        reference run, which the bit-identity tests make equal to inferring it).
     """
 
-    def __init__(self, codec: StreamCodec, size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        codec: StreamCodec,
+        size: tuple[int, int] | None = None,
+        *,
+        images: bool = True,
+    ) -> None:
         try:
             # single-threaded: frame threading would hold frames back for several
             # packets, and each decode call does its own packet's work
@@ -105,6 +118,7 @@ class GatedDecoder:
         self._context = context
         self._codec = codec
         self._size = size
+        self._images = images
         self._fed: dict[int, int] = {}  # pts -> frame index of every packet fed
         self._last_dts: int | None = None
         self.dropped_frames = 0  # frames with no packet fed: never handed out
@@ -152,6 +166,9 @@ class GatedDecoder:
             index = self._fed.pop(frame.pts, None) if frame.pts is not None else None
             if index is None:  # not from a packet we fed: never hand it out
                 self.dropped_frames += 1
+                continue
+            if not self._images:
+                kept.append(GatedFrame(index, _NO_IMAGE))
                 continue
             if self._size is not None:
                 frame = frame.reformat(width=self._size[0], height=self._size[1])

@@ -19,7 +19,7 @@ import bisect
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import av
 import numpy as np
@@ -71,34 +71,57 @@ def event_present(result: int, last: int) -> float:
 
 
 def serve(
-    num_frames: int, decoded: Mapping[int, int], default: int = DEFAULT_RESULT
-) -> IntArray:
-    """The result served to each frame of a stream, in display order.
+    arrival_round: npt.ArrayLike,
+    decoded: Mapping[int, int],
+    decoded_round: Mapping[int, int],
+    default: int = DEFAULT_RESULT,
+) -> tuple[IntArray, IntArray]:
+    """The result each frame of a stream is served, causally.
 
-    A decoded frame is served its own result; any other frame the result of the
-    latest decoded frame before it in display order, or ``default`` before the
-    first decoded frame.
+    Frame ``f`` is served when it arrives (round ``arrival_round[f]``): the result
+    of the latest frame ``g <= f`` in display order whose packet was decoded by
+    then (``decoded_round[g] <= arrival_round[f]``), or ``default`` when there is
+    none. A frame decoded later (a dependency fetched for a later packet) never
+    serves frames that arrived before it was decoded. A frame is credited in the
+    round its packet was fed to the decoder, as decode-everything is credited in
+    its packet's arrival round; the decoder's display-reordering buffer, which
+    releases a picture only when later pictures are fed, is not charged.
 
     Parameters
     ----------
-    num_frames : int
-        Frames of the stream (display indices ``0 .. num_frames - 1``).
+    arrival_round : array_like of int
+        ``(n,)`` per display index, the round its packet arrived (< 0: never).
     decoded : Mapping[int, int]
         Display index -> result of every decoded frame.
+    decoded_round : Mapping[int, int]
+        Display index -> round its packet was decoded (every key of ``decoded``).
     default : int
         Result served before any frame was decoded.
 
     Returns
     -------
-    numpy.ndarray
-        ``(num_frames,)`` int64 served results.
+    tuple[numpy.ndarray, numpy.ndarray]
+        ``served (n,)``, and ``without (n,)``: what each frame would be served if
+        it had not been decoded itself (the same rule over ``g < f``); both
+        ``default`` for frames that never arrived.
     """
-    served = np.full(num_frames, default, dtype=np.int64)
-    last = default
-    for index in range(num_frames):
-        last = decoded.get(index, last)
-        served[index] = last
-    return served
+    arrival = np.asarray(arrival_round, dtype=np.int64)
+    served = np.full(arrival.shape, default, dtype=np.int64)
+    without = served.copy()
+    ready = sorted((decoded_round[g], g) for g in decoded)
+    known: list[int] = []  # display indices decoded so far, sorted
+    k = 0
+    for f in np.argsort(arrival, kind="stable"):
+        if arrival[f] < 0:
+            continue
+        while k < len(ready) and ready[k][0] <= arrival[f]:
+            bisect.insort(known, ready[k][1])
+            k += 1
+        upto = bisect.bisect_right(known, int(f))
+        before = bisect.bisect_left(known, int(f))
+        served[f] = decoded[known[upto - 1]] if upto else default
+        without[f] = decoded[known[before - 1]] if before else default
+    return served, without
 
 
 def previous_result(
@@ -281,8 +304,8 @@ class RoundLog:
     """Per-round log a predictor can be trained on, each array ``(rounds, m)``.
 
     ``labels``: the redundancy feedback of each decoded packet's frame against the
-    result served to the frame before it (final serving); NaN where the packet
-    was not decoded or its stream had ended.
+    result it would have been served without it (:func:`serve`'s ``without``);
+    NaN where the packet was not decoded or its stream had ended.
     """
 
     sizes: FloatArray
@@ -330,30 +353,59 @@ class OnlineResult:
 class _Stream:
     """One live stream's packets, decoder and served results."""
 
-    def __init__(self, camera: CameraVideo, size: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        camera: CameraVideo,
+        size: tuple[int, int] | None,
+        reference: IntArray,
+        images: bool,
+    ) -> None:
         with av.open(str(camera.path)) as container:
             codec = StreamCodec.of(container.streams.video[0])
         self.camera = camera
         self.size = size
-        self.decoder = GatedDecoder(codec)  # coded size: resized by resize_frames
+        self.reference = reference
+        # coded size: resized by resize_frames
+        self.decoder = GatedDecoder(codec, images=images)
         self.packets: Iterator[tuple[PacketInfo, object]] = iter(camera.packets())
         self.by_id: dict[int, PacketInfo] = {}
-        self.arrived: list[int] = []  # display indices of arrived packets
-        self.decoded: dict[int, int] = {}  # display index -> result
+        self.arrival: dict[int, int] = {}  # display index -> round it arrived
+        self.decoded: dict[int, int] = {}  # display index -> result (frames out)
         self.order: list[int] = []  # sorted keys of decoded
+        self.decoded_round: dict[int, int] = {}  # display index -> round fed
+        self.fed: list[int] = []  # sorted display indices of the packets fed
         self.spent = 0.0
         self.decode_all_cost = 0.0
         self.last_inferred = DEFAULT_RESULT
 
-    def next_packet(self) -> PacketInfo | None:
+    def next_packet(self, round_: int) -> PacketInfo | None:
         item = next(self.packets, None)
         if item is None:
             return None
         packet = item[0]
         # kept until the end: a later packet may need any packet of its GOP
         self.by_id[packet.decode_index] = packet
-        self.arrived.append(packet.frame_index)
+        self.arrival[packet.frame_index] = round_
         return packet
+
+    def fed_now(self, frame_index: int, round_: int) -> None:
+        self.decoded_round[frame_index] = round_
+        bisect.insort(self.fed, frame_index)
+
+    def served_before(self, frame_index: int) -> int:
+        """What frame ``frame_index`` is served if it is not decoded now.
+
+        The result of the latest packet fed before it in display order; a frame
+        fed but still held for reordering has no result yet: its reference
+        result stands in (equal, by the gated decoder's bit-identity).
+        """
+        position = bisect.bisect_left(self.fed, frame_index)
+        if not position:
+            return DEFAULT_RESULT
+        g = self.fed[position - 1]
+        if g in self.decoded:
+            return self.decoded[g]
+        return int(self.reference[g]) if g < len(self.reference) else DEFAULT_RESULT
 
     def record(self, frame_index: int, result: int) -> None:
         self.decoded[frame_index] = result
@@ -419,6 +471,7 @@ def run_online(
     size: tuple[int, int] | None = None,
     max_rounds: int | None = None,
     references: Sequence[IntArray] | None = None,
+    infer: Literal["model", "reference"] = "model",
 ) -> OnlineResult:
     """Run ``policy`` online over ``cameras`` as concurrent live streams.
 
@@ -426,18 +479,20 @@ def run_online(
     they offer nothing and cost nothing); :class:`DependencyState` gives each
     packet's dependency-aware cost (``inf``: undecodable, never chosen); the
     policy returns a :class:`Selection` within ``budget`` (checked every round;
-    decode-all alone ignores it); each chosen stream's needed packets (and a
-    prefetch's ids) are fed to its :class:`GatedDecoder`, timed with
-    ``perf_counter``; the model runs once on every frame that came out this
-    round; each such frame's result is recorded for its display index. The
-    policy's feedback is, for every stream whose decoder output a frame this
-    round, the largest ``redundancy(result, previous)`` over those frames, with
-    ``previous`` the result served to the frame before it (:func:`previous_result`):
-    with B-frames a chosen picture may come out a round or more later, so the
-    feedback goes to the streams that output frames (``selected``), not to the
-    chosen ones. At the end the decoders are drained and every arrived frame is
-    served by :func:`serve` (``DEFAULT_RESULT`` before a stream's first decoded
-    frame).
+    decode-all alone ignores it); each chosen stream's needed packets (and a prefetch's
+    ids) are fed to its :class:`GatedDecoder`, timed with ``perf_counter``; the model
+    runs once on every frame that came out this round; each such frame's result is
+    recorded for its display index (``infer="reference"``: read from ``references``
+    instead, without converting or inferring the frame: the same results, because gated
+    frames are bit-identical to a full decode's, and much faster). The policy's feedback
+    is, for every stream whose decoder output a frame this round, the largest
+    ``redundancy(result, previous)`` over those frames, with ``previous`` the result
+    served to the frame before it (:func:`previous_result`): with B-frames a chosen
+    picture may come out a round or more later, so the feedback goes to the streams that
+    output frames (``selected``), not to the chosen ones. At the end the decoders are
+    drained and every arrived frame is served by :func:`serve`: causally, the result of
+    the latest frame before it decoded by its arrival round (``DEFAULT_RESULT`` before a
+    stream's first decoded frame).
 
     Parameters
     ----------
@@ -460,6 +515,10 @@ def run_online(
         Stop after this many rounds (``None``: when every stream ended).
     references : Sequence[numpy.ndarray] | None
         Per camera, :func:`reference_outputs` (computed when ``None``).
+    infer : {"model", "reference"}
+        Run ``model`` on the decoded frames, or read their results from
+        ``references`` (a policy that filters frames by their pixels, such as
+        Reducto, needs "model").
 
     Returns
     -------
@@ -469,25 +528,27 @@ def run_online(
     Raises
     ------
     ValueError
-        On a negative or non-finite budget, no cameras, a bad ``max_rounds``, or
-        a policy that chose an undecodable packet or overspent.
+        On a negative or non-finite budget, no cameras, a bad ``max_rounds``, a
+        bad ``infer``, or a policy that chose an undecodable packet or overspent.
     """
     budget_f = check_budget(budget)
-    if len(cameras) == 0:
-        raise ValueError("cameras is empty; expected at least one camera")
-    if max_rounds is not None:
-        check_positive_int("max_rounds", max_rounds)
+    filter_ = policy if isinstance(policy, InferenceFilter) else None
+    _check_run_args(cameras, policy, max_rounds, infer)
     if references is None:
         references = [reference_outputs(c, model, size) for c in cameras]
     if len(references) != len(cameras):
         raise ValueError(
             f"references has {len(references)} entries; expected {len(cameras)}"
         )
-    streams = [_Stream(camera, size) for camera in cameras]
+    images = infer == "model"
+    streams = [
+        _Stream(camera, size, np.asarray(ref, dtype=np.int64), images)
+        for camera, ref in zip(cameras, references, strict=True)
+    ]
     m = len(streams)
     state = DependencyState(m)
     live = np.ones(m, dtype=bool)
-    filter_ = policy if isinstance(policy, InferenceFilter) else None
+    frame_model = model if images else None
     log: dict[str, list[npt.NDArray[np.generic]]] = {
         k: [] for k in ("sizes", "intra", "active", "chosen", "frame")
     }
@@ -498,7 +559,7 @@ def run_online(
     while max_rounds is None or round_ < max_rounds:
         # ---------------------------------------------------------- arrivals
         packets: list[PacketInfo | None] = [
-            s.next_packet() if live[i] else None for i, s in enumerate(streams)
+            s.next_packet(round_) if live[i] else None for i, s in enumerate(streams)
         ]
         live &= np.array([p is not None for p in packets])
         if not live.any():
@@ -524,10 +585,10 @@ def run_online(
         if selection.prefetch is not None:
             feeds[selection.prefetch[0]] = prefetched
         # ---------------------------------------------------------- decode
-        out, seconds = _decode(streams, feeds)
+        out, seconds = _decode(streams, feeds, round_)
         decode_s += seconds
         # ---------------------------------------------------------- infer, feedback
-        inferences += _infer(streams, out, model, filter_)
+        inferences += _infer(streams, out, frame_model, filter_)
         selected, feedback = _feedback(streams, out, redundancy)
         start = time.perf_counter()
         policy.feedback(selected, feedback)
@@ -546,7 +607,7 @@ def run_online(
         decode_s += time.perf_counter() - start
         if frames:
             tail[i] = frames
-    inferences += _infer(streams, tail, model, filter_)
+    inferences += _infer(streams, tail, frame_model, filter_)
     return _summarise(
         policy,
         budget_f,
@@ -560,6 +621,25 @@ def run_online(
         inferences,
         redundancy,
     )
+
+
+def _check_run_args(
+    cameras: Sequence[CameraVideo],
+    policy: Policy,
+    max_rounds: int | None,
+    infer: str,
+) -> None:
+    if infer not in ("model", "reference"):
+        raise ValueError(f"infer is {infer!r}; expected 'model' or 'reference'")
+    if infer == "reference" and isinstance(policy, InferenceFilter):
+        raise ValueError(
+            f"policy {policy.name!r} filters frames by their pixels; expected "
+            "infer='model'"
+        )
+    if len(cameras) == 0:
+        raise ValueError("cameras is empty; expected at least one camera")
+    if max_rounds is not None:
+        check_positive_int("max_rounds", max_rounds)
 
 
 def _round_inputs(
@@ -580,7 +660,7 @@ def _round_inputs(
     dep_costs[~live] = np.inf
     frame_index = np.array([p.frame_index if p else -1 for p in packets], np.int64)
     previous = [
-        previous_result(s.order, s.decoded, int(f)) if f >= 0 else DEFAULT_RESULT
+        s.served_before(int(f)) if f >= 0 else DEFAULT_RESULT
         for s, f in zip(streams, frame_index, strict=True)
     ]
     return RoundInputs(
@@ -599,7 +679,7 @@ def _round_inputs(
 
 
 def _decode(
-    streams: Sequence[_Stream], feeds: Mapping[int, list[int]]
+    streams: Sequence[_Stream], feeds: Mapping[int, list[int]], round_: int
 ) -> tuple[dict[int, list[GatedFrame]], float]:
     """Feed each stream its packet ids; the frames out and the seconds it took."""
     out: dict[int, list[GatedFrame]] = {}
@@ -609,6 +689,8 @@ def _decode(
         start = time.perf_counter()
         frames = s.decoder.decode(s.by_id[j] for j in ids)
         seconds += time.perf_counter() - start
+        for j in ids:
+            s.fed_now(s.by_id[j].frame_index, round_)
         if frames:
             out[i] = frames
     return out, seconds
@@ -638,14 +720,21 @@ def _feedback(
 def _infer(
     streams: Sequence[_Stream],
     out: Mapping[int, list[GatedFrame]],
-    model: FrameModel,
+    model: FrameModel | None,
     filter_: InferenceFilter | None,
 ) -> int:
     """Run the model once on the frames in ``out`` and record their results.
 
     With a filter, a frame it skips gets the stream's last inferred result
-    (frames of a stream come out in display order). Returns the frames inferred.
+    (frames of a stream come out in display order). Without a model, each frame's
+    result is its stream's reference result. Returns the frames inferred.
     """
+    if model is None:
+        for i, frames in out.items():
+            s = streams[i]
+            for frame in frames:
+                s.record(frame.frame_index, int(s.reference[frame.frame_index]))
+        return sum(len(frames) for frames in out.values())
     keys: list[tuple[int, int]] = []  # (stream, position) of frames inferred
     images: list[Images] = []
     for i, frames in out.items():
@@ -685,11 +774,16 @@ def _summarise(
     per_stream: list[StreamResult] = []
     served_all: list[IntArray] = []
     correct = frames = 0
+    without_all: list[IntArray] = []
     for s, ref in zip(streams, references, strict=True):
-        num_frames = max(len(ref), max(s.arrived, default=-1) + 1)
-        served = serve(num_frames, s.decoded)
+        num_frames = max(len(ref), max(s.arrival, default=-1) + 1)
+        arrival = np.full(num_frames, -1, dtype=np.int64)
+        for f, r in s.arrival.items():
+            arrival[f] = r
+        served, without = serve(arrival, s.decoded, s.decoded_round)
         served_all.append(served)
-        arrived = np.array(sorted(set(s.arrived)), dtype=np.int64)
+        without_all.append(without)
+        arrived = np.array(sorted(s.arrival), dtype=np.int64)
         arrived = arrived[arrived < len(ref)]
         hits = int(np.sum(served[arrived] == np.asarray(ref)[arrived]))
         correct += hits
@@ -715,12 +809,11 @@ def _summarise(
     frame_log = stacked("frame", np.int64).astype(np.int64)
     labels = np.full((rounds, m), np.nan)
     for i, s in enumerate(streams):
-        served = served_all[i]
+        without = without_all[i]
         for r in range(rounds):
             f = int(frame_log[r, i])
             if f >= 0 and f in s.decoded:
-                before = int(served[f - 1]) if f > 0 else DEFAULT_RESULT
-                labels[r, i] = redundancy(s.decoded[f], before)
+                labels[r, i] = redundancy(s.decoded[f], int(without[f]))
     total_spent = float(sum(spent_rounds))
     decode_all = float(sum(s.decode_all_cost for s in streams))
     return OnlineResult(

@@ -44,6 +44,7 @@ POLICIES: tuple[str, ...] = (
     "temporal",
     "contextual",
     "packetgame",
+    "packetgame-thesis",
     "reducto",
     "oracle",
 )
@@ -222,7 +223,8 @@ class GatePolicy:
 
     def __init__(self, gate: PacketGate) -> None:
         self.gate = gate
-        self.name: str = gate.mode
+        thesis = gate.value == "thesis"
+        self.name: str = f"{gate.mode}-thesis" if thesis else gate.mode
 
     def decide(self, inputs: RoundInputs) -> Selection:
         """The gate's decision."""
@@ -287,27 +289,25 @@ class ReductoPolicy:
 
 
 class OraclePolicy:
-    """Knows the true redundancy: the upper bound of any gate at the same budget.
+    """Knows the true outputs: the upper bound of any gate at the same budget.
 
-    A packet's value is 1 where its frame's reference output makes
-    ``redundancy(reference, previous served result)`` positive, else
-    ``ORACLE_EPSILON``; then greedy by value per dependency-aware cost with
-    prefetch, as PacketGame's optimizer.
+    A packet's value is 1 where its frame's reference output differs from the
+    result the frame would otherwise be served (decoding it is necessary for
+    accuracy, whatever the task's feedback rule), else ``ORACLE_EPSILON``; then
+    greedy by value per dependency-aware cost with prefetch, as PacketGame's
+    optimizer.
 
     Parameters
     ----------
     references : Sequence[numpy.ndarray]
         Per stream, :func:`~edgecloud.packetgame.online.reference_outputs`.
-    redundancy : Redundancy
-        The task's redundancy function.
     """
 
     name = "oracle"
     ignores_budget = False
 
-    def __init__(self, references: Sequence[IntArray], redundancy: Redundancy) -> None:
+    def __init__(self, references: Sequence[IntArray]) -> None:
         self.references = [np.asarray(r, dtype=np.int64) for r in references]
-        self.redundancy = redundancy
 
     def decide(self, inputs: RoundInputs) -> Selection:
         """Greedy on the true values."""
@@ -315,9 +315,7 @@ class OraclePolicy:
         for i in np.flatnonzero(inputs.active):
             f = int(inputs.frame_index[i])
             ref = self.references[i]
-            if f < len(ref) and self.redundancy(
-                int(ref[f]), int(inputs.previous_results[i])
-            ):
+            if f < len(ref) and int(ref[f]) != int(inputs.previous_results[i]):
                 values[i] = 1.0
         return _greedy(values, inputs)
 
@@ -335,7 +333,6 @@ def make_policy(
     horizon: int | None = None,
     predictor: ContextualPredictor | None = None,
     references: Sequence[IntArray] | None = None,
-    redundancy: Redundancy | None = None,
     stride: int | None = None,
     threshold: float = 0.02,
     seed: int = 0,
@@ -361,8 +358,6 @@ def make_policy(
         Trained predictor; "contextual" and "packetgame" need it.
     references : Sequence[numpy.ndarray] | None
         Reference outputs; "oracle" needs them.
-    redundancy : Redundancy | None
-        Redundancy function; "oracle" needs it.
     stride : int | None
         "uniform"'s ``k``; ``None`` uses :func:`uniform_stride`.
     threshold : float
@@ -395,7 +390,7 @@ def make_policy(
         return UniformPolicy(stride)
     if name == "keyframes":
         return KeyframesPolicy()
-    if name in ("temporal", "contextual", "packetgame"):
+    if name in ("temporal", "contextual", "packetgame", "packetgame-thesis"):
         mode: Mode = (
             "temporal"
             if name == "temporal"
@@ -407,18 +402,19 @@ def make_policy(
             horizon=horizon,
             predictor=None if mode == "temporal" else predictor,
             mode=mode,
+            value="thesis" if name == "packetgame-thesis" else "staleness",
         )
         return GatePolicy(gate)
     if name == "reducto":
         return ReductoPolicy(threshold)
     if name == "oracle":
-        if references is None or redundancy is None:
-            raise ValueError("policy 'oracle' expected references and redundancy")
+        if references is None:
+            raise ValueError("policy 'oracle' expected references")
         if len(references) != num_streams:
             raise ValueError(
                 f"references has {len(references)} entries; expected {num_streams}"
             )
-        return OraclePolicy(references, redundancy)
+        return OraclePolicy(references)
     raise ValueError(f"policy {name!r} unknown; expected one of {POLICIES}")
 
 
@@ -430,12 +426,14 @@ def _windows(values: FloatArray, window: int) -> FloatArray:
 
 def training_data(
     cameras: Sequence[CameraVideo],
-    model: FrameModel,
+    model: FrameModel | None,
     redundancy: Redundancy,
     window: int,
     *,
     size: tuple[int, int] | None = None,
     neutral: bool = False,
+    references: Sequence[IntArray] | None = None,
+    frame_limit: int | None = None,
 ) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray]:
     """Predictor training rows from a decode-everything pass over ``cameras``.
 
@@ -445,9 +443,13 @@ def training_data(
     frame ``f`` (``DEFAULT_RESULT`` before frame 0): was decoding it necessary if
     every frame were decoded. The estimate stands in for the gate's temporal
     estimate: the mean label of the stream's previous ``window`` packets
-    (``NEUTRAL_ESTIMATE`` for the first packet, and everywhere with ``neutral``,
-    the contextual-only ablation). Online, the gate's UCB estimate adds an
-    exploration bonus to such a mean, so it can exceed 1.
+    smoothed by one pseudo-observation ``NEUTRAL_ESTIMATE``, as
+    :meth:`~edgecloud.packetgame.temporal.TemporalEstimator.means` (and
+    ``NEUTRAL_ESTIMATE`` everywhere with ``neutral``, the contextual-only
+    ablation). ``references`` (per camera,
+    :func:`reference_outputs`) skips recomputing them. ``frame_limit`` keeps the
+    rows of frames before it only (train on the past of the cameras a gate will
+    serve, evaluate on their future).
 
     Returns
     -------
@@ -455,9 +457,21 @@ def training_data(
         ``sizes (n, w)``, ``is_intra (n, w)``, ``estimates (n,)``, ``labels (n,)``.
     """
     check_positive_int("window", window)
+    if frame_limit is not None:
+        check_positive_int("frame_limit", frame_limit)
+    if references is None and model is None:
+        raise ValueError("model and references are None; expected one of them")
+    if references is not None and len(references) != len(cameras):
+        raise ValueError(
+            f"references has {len(references)} entries; expected {len(cameras)}"
+        )
     sizes, intra, estimates, labels = [], [], [], []
-    for camera in cameras:
-        ref = reference_outputs(camera, model, size)
+    for k, camera in enumerate(cameras):
+        ref = (
+            np.asarray(references[k], dtype=np.int64)
+            if references is not None
+            else reference_outputs(camera, model, size)  # type: ignore[arg-type]
+        )
         infos = [info for info, _ in camera.packets()]
         frame = np.array([p.frame_index for p in infos], dtype=np.int64)
         previous = np.where(frame > 0, ref[np.maximum(frame - 1, 0)], DEFAULT_RESULT)
@@ -472,9 +486,12 @@ def training_data(
             history = _windows(np.concatenate(([np.nan], label[:-1])), window)
             seen = np.isfinite(history).sum(axis=1)
             total = np.nansum(history, axis=1)
-            estimate = np.where(seen > 0, total / np.maximum(seen, 1), NEUTRAL_ESTIMATE)
-        estimates.append(estimate)
-        labels.append(label)
+            # the gate's smoothed mean (TemporalEstimator.means)
+            estimate = (total + NEUTRAL_ESTIMATE) / (seen + 1.0)
+        keep = frame < (frame_limit if frame_limit is not None else frame.max() + 1)
+        sizes[-1], intra[-1] = sizes[-1][keep], intra[-1][keep]
+        estimates.append(estimate[keep])
+        labels.append(label[keep])
     return (
         np.concatenate(sizes),
         np.concatenate(intra),
@@ -485,7 +502,7 @@ def training_data(
 
 def train_predictor(
     cameras: Sequence[CameraVideo],
-    model: FrameModel,
+    model: FrameModel | None,
     redundancy: Redundancy,
     window: int = 5,
     epochs: int = 20,
@@ -494,6 +511,8 @@ def train_predictor(
     size: tuple[int, int] | None = None,
     neutral: bool = False,
     lr: float = 1e-3,
+    references: Sequence[IntArray] | None = None,
+    frame_limit: int | None = None,
 ) -> ContextualPredictor:
     """A :class:`ContextualPredictor` trained on TRAINING cameras (RMSprop + BCE).
 
@@ -505,8 +524,8 @@ def train_predictor(
     ----------
     cameras : Sequence[CameraVideo]
         Training cameras (never the evaluation ones).
-    model : FrameModel
-        The black box whose redundancy is learnt.
+    model : FrameModel | None
+        The black box whose redundancy is learnt (``None`` with ``references``).
     redundancy : Redundancy
         The task's redundancy function.
     window : int
@@ -521,6 +540,10 @@ def train_predictor(
         Train with ``NEUTRAL_ESTIMATE`` as the temporal input.
     lr : float
         RMSprop learning rate.
+    references : Sequence[numpy.ndarray] | None
+        Per camera, its :func:`reference_outputs` (computed when ``None``).
+    frame_limit : int | None
+        Train on the packets of frames before this index only.
 
     Returns
     -------
@@ -530,7 +553,14 @@ def train_predictor(
     if len(cameras) == 0:
         raise ValueError("cameras is empty; expected at least one training camera")
     sizes, intra, estimates, labels = training_data(
-        cameras, model, redundancy, window, size=size, neutral=neutral
+        cameras,
+        model,
+        redundancy,
+        window,
+        size=size,
+        neutral=neutral,
+        references=references,
+        frame_limit=frame_limit,
     )
     kernel = min(3, window)
     predictor = ContextualPredictor(window, kernel=kernel, seed=seed)

@@ -14,6 +14,13 @@ Two corrections to the thesis' formula are made here (both documented on
   decoded; a stream selected once with feedback 1 would score ``1/w``. The default
   ``mean="selected"`` divides by ``T[t, i]`` instead; ``mean="window"`` keeps the
   thesis' ``1/w`` form for comparison.
+* **A window of observations.** ``memory="rounds"`` is the thesis' window of the
+  last ``w`` rounds; under a tight budget most streams are decoded in none of them
+  and every estimate degenerates to the unseen value. ``memory="observations"``
+  keeps each stream's last ``w`` observations instead, however long ago (the
+  form :class:`~edgecloud.packetgame.decision.PacketGate` uses by default), and
+  :meth:`TemporalEstimator.means` gives the smoothed means, without bonus, the
+  predictor is trained on.
 * **Streams not selected in the window** (``T[t, i] = 0``) make the thesis' bonus
   divide by zero. Such a stream gets :meth:`TemporalEstimator.unseen_estimate`, a
   finite value strictly above every estimate a selected stream can reach, so unseen
@@ -34,6 +41,8 @@ from edgecloud.packetgame.validation_utils import as_bool_mask, check_positive_i
 
 MeanMode = Literal["selected", "window"]
 MEAN_MODES: tuple[MeanMode, ...] = ("selected", "window")
+Memory = Literal["rounds", "observations"]
+MEMORIES: tuple[Memory, ...] = ("rounds", "observations")
 
 
 class TemporalEstimator:
@@ -63,6 +72,10 @@ class TemporalEstimator:
         ``"selected"`` (default, corrected): the mean feedback over the rounds of the
         window in which the stream was selected. ``"window"``: the thesis' form, the
         window's feedback sum divided by ``w`` (unobserved rounds count as 0).
+    memory : {"rounds", "observations"}
+        ``"rounds"``: the window is the last ``w`` rounds (the thesis).
+        ``"observations"``: each stream's last ``w`` observations, whenever they
+        were made (then ``mean="window"`` divides by ``w`` as well).
 
     Notes
     -----
@@ -79,6 +92,7 @@ class TemporalEstimator:
         horizon: int | None = None,
         num_tasks: int | None = None,
         mean: MeanMode = "selected",
+        memory: Memory = "rounds",
     ) -> None:
         check_positive_int("num_streams", num_streams)
         check_positive_int("window", window)
@@ -88,6 +102,9 @@ class TemporalEstimator:
             check_positive_int("num_tasks", num_tasks)
         if mean not in MEAN_MODES:
             raise ValueError(f"mean is {mean!r}; expected one of {MEAN_MODES}")
+        if memory not in MEMORIES:
+            raise ValueError(f"memory is {memory!r}; expected one of {MEMORIES}")
+        self.memory: Memory = memory
         self.num_streams = int(num_streams)
         self.window = int(window)
         self.horizon = horizon
@@ -96,7 +113,9 @@ class TemporalEstimator:
         k = 1 if num_tasks is None else int(num_tasks)
         self._feedback = np.zeros((self.window, self.num_streams, k))  # (w, m, k)
         self._selected = np.zeros((self.window, self.num_streams), dtype=bool)
-        self._slot = 0  # ring position the next update overwrites
+        self._slot = 0  # ring position the next update overwrites ("rounds")
+        # per stream, the ring position its next observation overwrites
+        self._stream_slot = np.zeros(self.num_streams, dtype=np.int64)
         self._rounds = 0
 
     @property
@@ -149,15 +168,46 @@ class TemporalEstimator:
         counts = self.selection_counts()  # (m,)
         seen = counts > 0
         safe = np.maximum(counts, 1).astype(np.float64)
-        sums = self._feedback.sum(axis=0)  # (m, k)
-        if self.mean == "selected":
-            mean = sums / safe[:, None]
-        else:  # the thesis' form: unobserved rounds count as feedback 0
-            mean = sums / float(self.window)
         bonus = np.sqrt(1.5 * log_t / safe)  # (m,)
         unseen = 2.0 + math.sqrt(1.5 * log_t)
-        est = np.where(seen[:, None], mean + bonus[:, None], unseen)  # (m, k)
+        est = np.where(seen[:, None], self._means() + bonus[:, None], unseen)  # (m, k)
         return est[:, 0] if self.num_tasks is None else est
+
+    def means(self, prior: float) -> npt.NDArray[np.float64]:
+        """The window's mean feedback, smoothed by one pseudo-observation ``prior``.
+
+        ``(sum + prior) / (T_i + 1)``, without the exploration bonus: a stream
+        whose last observations were all 0 keeps a small positive estimate (a
+        gate valuing staleness would otherwise never decode it again), and a
+        stream never observed gets ``prior``. The predictor's training rows use
+        the same form (:func:`~edgecloud.packetgame.policies.training_data`).
+
+        Parameters
+        ----------
+        prior : float
+            The pseudo-observation, in [0, 1].
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` (one task) or ``(m, num_tasks)`` float64 in [0, 1].
+        """
+        counts = self.selection_counts().astype(np.float64)
+        sums = self._feedback.sum(axis=0)  # (m, k)
+        est: npt.NDArray[np.float64] = (sums + prior) / (counts[:, None] + 1.0)
+        return est[:, 0] if self.num_tasks is None else est
+
+    def _means(self) -> npt.NDArray[np.float64]:
+        """``(m, k)`` mean feedback of the window (0 for unseen streams)."""
+        counts = self.selection_counts()
+        safe = np.maximum(counts, 1).astype(np.float64)
+        sums = self._feedback.sum(axis=0)  # (m, k)
+        if self.mean == "selected":
+            means: npt.NDArray[np.float64] = sums / safe[:, None]
+            return means
+        # the thesis' form: unobserved rounds count as feedback 0
+        window_means: npt.NDArray[np.float64] = sums / float(self.window)
+        return window_means
 
     def update(self, selected: npt.ArrayLike, feedback: npt.ArrayLike) -> None:
         """Record one round: which streams were selected and their feedback.
@@ -187,9 +237,16 @@ class TemporalEstimator:
                 f"feedback{index} of a selected stream is {observed[stream, task]}; "
                 "expected a value in [0, 1]"
             )
-        self._feedback[self._slot] = observed
-        self._selected[self._slot] = sel
-        self._slot = (self._slot + 1) % self.window
+        if self.memory == "rounds":
+            self._feedback[self._slot] = observed
+            self._selected[self._slot] = sel
+            self._slot = (self._slot + 1) % self.window
+        else:  # each selected stream's own ring
+            streams = np.flatnonzero(sel)
+            slots = self._stream_slot[streams]
+            self._feedback[slots, streams] = observed[streams]
+            self._selected[slots, streams] = True
+            self._stream_slot[streams] = (slots + 1) % self.window
         self._rounds += 1
 
     def _as_feedback(self, feedback: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -139,7 +139,6 @@ def packetgame_analytics(msg: Message, context: Context) -> Message:
         window=config.window,
         predictor=predictor,
         references=references,
-        redundancy=redundancy,
         seed=common.seed,
     )
     result = run_online(

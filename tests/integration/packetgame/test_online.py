@@ -84,7 +84,9 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Bed:
     )
 
 
-def _run(bed: Bed, name: str, budget: float = BUDGET) -> OnlineResult:
+def _run(
+    bed: Bed, name: str, budget: float = BUDGET, infer: str = "model"
+) -> OnlineResult:
     policy = make_policy(
         name,
         len(bed.cameras),
@@ -93,7 +95,6 @@ def _run(bed: Bed, name: str, budget: float = BUDGET) -> OnlineResult:
         window=WINDOW,
         predictor=bed.neutral_predictor if name == "contextual" else bed.predictor,
         references=bed.references,
-        redundancy=count_changed,
     )
     return run_online(
         bed.cameras,
@@ -103,6 +104,7 @@ def _run(bed: Bed, name: str, budget: float = BUDGET) -> OnlineResult:
         budget,
         COSTS,
         references=bed.references,
+        infer=infer,  # type: ignore[arg-type]
     )
 
 
@@ -142,6 +144,28 @@ def test_every_policy_keeps_the_budget_and_the_oracle_is_best(bed: Bed) -> None:
     assert reducto.saved == pytest.approx(0.0, abs=1e-12)
     assert reducto.frames_decoded == reducto.frames
     assert reducto.inferences < reducto.frames
+
+
+@pytest.mark.parametrize("name", ["random", "packetgame", "oracle"])
+def test_reference_results_equal_inferring_the_gated_frames(
+    bed: Bed, name: str
+) -> None:
+    # Execute: the same policy with the model on the decoded frames, and with
+    # each decoded frame's result read from the reference run
+    inferred = _run(bed, name)
+    looked_up = _run(bed, name, infer="reference")
+
+    # Assert: bit-identical frames make the two the same run
+    assert looked_up.accuracy == inferred.accuracy
+    assert looked_up.spent == inferred.spent
+    for a, b in zip(looked_up.served, inferred.served, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(looked_up.log.chosen, inferred.log.chosen)
+
+
+def test_reference_results_are_refused_for_a_pixel_filter(bed: Bed) -> None:
+    with pytest.raises(ValueError, match="expected infer='model'"):
+        _run(bed, "reducto", infer="reference")
 
 
 def test_the_round_log_holds_the_decoded_packets_labels(bed: Bed) -> None:

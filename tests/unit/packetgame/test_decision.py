@@ -25,15 +25,17 @@ def _round(
     return sizes, intra, costs
 
 
-def test_temporal_gate_explores_streams_it_did_not_select() -> None:
+@pytest.mark.parametrize("value", ["staleness", "thesis"])
+def test_temporal_gate_explores_streams_it_did_not_select(value: str) -> None:
     # Prepare
-    gate = PacketGate(num_streams=6, window=4, horizon=100, mode="temporal")
+    gate = PacketGate(6, 4, horizon=100, mode="temporal", value=value)  # type: ignore[arg-type]
     costs = np.ones(6)
     sizes, intra = np.full(6, 1000.0), np.zeros(6, bool)
 
     # Execute
     first = gate.decide(sizes, intra, costs, None, budget=3.0)
-    gate.feedback(first.chosen, np.where(first.chosen, 1.0, np.nan))
+    # nothing changed on the streams it decoded
+    gate.feedback(first.chosen, np.where(first.chosen, 0.0, np.nan))
     second = gate.decide(sizes, intra, costs, None, budget=3.0)
 
     # Assert: ties among unseen streams go to the lowest indices, then the rest
@@ -43,11 +45,18 @@ def test_temporal_gate_explores_streams_it_did_not_select() -> None:
 
 
 @pytest.mark.parametrize("mode", ["packetgame", "contextual"])
-def test_predictor_modes_rank_by_the_predictor(mode: str) -> None:
+def test_thesis_predictor_modes_rank_by_the_predictor(mode: str) -> None:
     # Prepare
     rng = np.random.default_rng(0)
     predictor = ContextualPredictor(window=3, seed=1)
-    gate = PacketGate(10, 3, horizon=20, predictor=predictor, mode=mode)  # type: ignore[arg-type]
+    gate = PacketGate(
+        10,
+        3,
+        horizon=20,
+        predictor=predictor,
+        mode=mode,  # type: ignore[arg-type]
+        value="thesis",
+    )
     for _ in range(3):
         sizes, intra, costs = _round(rng, 10)
         selection = gate.decide(sizes, intra, costs, None, budget=4.0)
@@ -64,6 +73,48 @@ def test_predictor_modes_rank_by_the_predictor(mode: str) -> None:
     expected = greedy_select(values, costs, 4.0)
     np.testing.assert_array_equal(selection.chosen, expected.chosen)
     assert selection.spent <= 4.0
+
+
+@pytest.mark.parametrize("mode", ["packetgame", "contextual"])
+def test_staleness_accumulates_while_a_stream_is_skipped(mode: str) -> None:
+    # Prepare: 3 streams with the same packets; only stream 0 fits each round
+    predictor = ContextualPredictor(window=3, seed=1)
+    gate = PacketGate(3, 3, predictor=predictor, mode=mode)  # type: ignore[arg-type]
+    sizes, intra = np.full(3, 2000.0), np.zeros(3, bool)
+    costs = np.array([1.0, 10.0, 10.0])
+    survival = np.ones(3)
+    for _ in range(4):
+        estimates = gate.estimator.means(prior=NEUTRAL_ESTIMATE)
+        if mode == "contextual":
+            estimates = np.full(3, NEUTRAL_ESTIMATE)
+
+        # Execute
+        selection = gate.decide(sizes, intra, costs, None, budget=1.0)
+
+        # Assert: value = P(the served result is stale) = 1 - prod(1 - c)
+        c = predictor.predict(gate.windows.views(), estimates)[:, 0]
+        survival = survival * (1.0 - c)
+        assert selection.chosen.tolist() == [True, False, False]
+        np.testing.assert_allclose(gate._survival[1:, 0], survival[1:], rtol=1e-6)
+        survival[0] = 1.0  # chosen: fresh again
+        assert gate._survival[0, 0] == 1.0
+        gate.feedback(selection.chosen, np.array([0.0, np.nan, np.nan]))
+
+
+def test_staleness_estimator_keeps_observations_not_rounds() -> None:
+    # Prepare: stream 1 observed once (feedback 1), then skipped for 10 rounds
+    gate = PacketGate(2, 2, mode="temporal")
+    sizes, intra = np.ones(2), np.zeros(2, bool)
+    gate.decide(sizes, intra, np.ones(2), None, 2.0)
+    gate.feedback(np.array([True, True]), np.array([0.0, 1.0]))
+    for _ in range(10):
+        gate.decide(sizes, intra, np.array([1.0, 5.0]), None, 1.0)
+        gate.feedback(np.array([True, False]), np.array([0.0, np.nan]))
+
+    # Assert: stream 1's mean is still its one observation, smoothed by the
+    # prior (the thesis' window of rounds would have forgotten it); stream 0's
+    # two zeros keep a positive estimate
+    np.testing.assert_allclose(gate.estimator.means(prior=0.5), [0.5 / 3, 1.5 / 2])
 
 
 def test_multi_task_gate_takes_feedback_per_task() -> None:

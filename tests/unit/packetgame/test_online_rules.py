@@ -75,18 +75,51 @@ def test_event_present(result: int, last: int, expected: float) -> None:
 
 
 def test_serve_carries_the_latest_decoded_result_forward() -> None:
-    # Prepare: frames 2 and 5 decoded out of 8
+    # Prepare: 8 frames arriving one per round; frames 2 and 5 decoded on arrival
+    arrival = np.arange(8)
     decoded = {2: 7, 5: 9}
 
     # Execute
-    served = serve(8, decoded, default=-1)
+    served, without = serve(arrival, decoded, {2: 2, 5: 5}, default=-1)
 
     # Assert: the default before the first decoded frame, then carried forward
     np.testing.assert_array_equal(served, [-1, -1, 7, 7, 7, 9, 9, 9])
+    np.testing.assert_array_equal(without, [-1, -1, -1, 7, 7, 7, 9, 9])
+
+
+def test_serve_never_serves_a_frame_decoded_after_the_frame_arrived() -> None:
+    # Prepare: frame 3 decoded in round 6 (a dependency of frame 6): too late
+    # for frames 3..5, which arrived in rounds 3..5
+    arrival = np.arange(8)
+    decoded = {0: 1, 3: 4, 6: 5}
+    rounds = {0: 0, 3: 6, 6: 6}
+
+    # Execute
+    served, _ = serve(arrival, decoded, rounds)
+
+    # Assert
+    np.testing.assert_array_equal(served, [1, 1, 1, 1, 1, 1, 5, 5])
+
+
+def test_serve_follows_arrival_not_display_order() -> None:
+    # Prepare: B-frame reordering: display 2 arrives (round 1) before display 1
+    # (round 2); display 2 decoded on arrival serves display 2 only
+    arrival = np.array([0, 2, 1, -1])  # frame 3 never arrived
+    decoded = {0: 3, 2: 8}
+    rounds = {0: 0, 2: 1}
+
+    # Execute
+    served, _ = serve(arrival, decoded, rounds, default=0)
+
+    # Assert: display 1 gets display 0's result (display 2 is later in display
+    # order); the frame that never arrived gets the default
+    np.testing.assert_array_equal(served, [3, 3, 8, 0])
 
 
 def test_serve_without_decoded_frames_is_the_default() -> None:
-    np.testing.assert_array_equal(serve(3, {}), [DEFAULT_RESULT] * 3)
+    served, without = serve(np.arange(3), {}, {})
+    np.testing.assert_array_equal(served, [DEFAULT_RESULT] * 3)
+    np.testing.assert_array_equal(without, [DEFAULT_RESULT] * 3)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +215,7 @@ def test_the_oracle_prefers_packets_that_change_the_result() -> None:
     # Prepare: stream 1's frame changes the result (5 after 3); stream 0's does not
     references = [np.array([3, 3]), np.array([3, 5])]
     inputs = _inputs([1.0, 2.0], budget=2.0, frame_index=[1, 1], previous=[3, 3])
-    policy = OraclePolicy(references, count_changed)
+    policy = OraclePolicy(references)
 
     # Execute
     selection = policy.decide(inputs)
