@@ -75,7 +75,9 @@ class Arrivals:
     may need it; ``rasl``: an H.265 leading picture that references the GOP before
     the last random-access point; ``leading``: any leading picture (RASL or RADL);
     ``ids``: the caller's id of each packet (e.g. its decode index), kept in the
-    dependency lists.
+    dependency lists; ``broken``: the packet cannot be decoded (its headers do not
+    parse): it is never chosen and its stream decodes nothing more until its next
+    random-access point (``None``: none broken).
     """
 
     cost: FloatArray
@@ -84,10 +86,13 @@ class Arrivals:
     rasl: BoolArray
     leading: BoolArray
     ids: npt.NDArray[np.int64]
+    broken: BoolArray | None = None
 
     def __post_init__(self) -> None:
         m = self.cost.shape[0]
-        for name in ("random_access", "reference", "rasl", "leading", "ids"):
+        if self.broken is None:
+            object.__setattr__(self, "broken", np.zeros(m, dtype=bool))
+        for name in ("random_access", "reference", "rasl", "leading", "ids", "broken"):
             shape = getattr(self, name).shape
             if shape != (m,):
                 raise ValueError(
@@ -95,6 +100,12 @@ class Arrivals:
                 )
         if not np.all(np.isfinite(self.cost) & (self.cost > 0)):
             raise ValueError("arrivals 'cost' holds a value <= 0 or not finite")
+
+    @property
+    def broken_mask(self) -> BoolArray:
+        """``broken`` as an array (``__post_init__`` fills in ``None``)."""
+        assert self.broken is not None
+        return self.broken
 
 
 class DependencyState:
@@ -135,6 +146,9 @@ class DependencyState:
         self._rasl_broken = np.zeros(m, dtype=bool)
         # a random-access point has arrived (packets before it cannot be decoded)
         self._started = np.zeros(m, dtype=bool)
+        # broken (see break_stream): the next random-access point starts afresh,
+        # so its RASL pictures cannot be decoded
+        self._restart = np.zeros(m, dtype=bool)
         self._arrivals: Arrivals | None = None
         self._costs: FloatArray | None = None
 
@@ -154,7 +168,7 @@ class DependencyState:
         # packets; RASL pictures also the previous GOP's
         cost = a.cost + np.where(a.random_access, 0.0, self._pending_cost)
         cost = cost + np.where(a.rasl, self._previous_cost, 0.0)
-        undecodable = ~started | (a.rasl & self._rasl_broken)
+        undecodable = ~started | (a.rasl & self._rasl_broken) | a.broken_mask
         cost[undecodable] = np.inf
         self._arrivals, self._costs = a, cost
         return cost
@@ -202,8 +216,35 @@ class DependencyState:
         prefetched = self._prefetch(prefetch, decoded) if prefetch else []
         self._started |= a.random_access
         self._advance(a, decoded)
+        self._break(a.broken_mask)
         self._arrivals = self._costs = None
         return prefetched
+
+    def break_stream(self, stream: int) -> None:
+        """``stream`` can decode nothing more until its next random-access point.
+
+        For a decoder that failed on a packet: the packets after it may need it,
+        so none of them is decodable; the next random-access point starts the
+        stream again (its RASL pictures, which need the GOP before, excepted).
+        Call it between :meth:`commit` and the next :meth:`arrive`.
+        """
+        if self._arrivals is not None:
+            raise RuntimeError("break_stream() called between arrive() and commit()")
+        if not 0 <= stream < self.num_streams:
+            raise ValueError(
+                f"stream is {stream}; expected 0 <= stream < {self.num_streams}"
+            )
+        mask = np.zeros(self.num_streams, dtype=bool)
+        mask[stream] = True
+        self._break(mask)
+
+    def _break(self, mask: BoolArray) -> None:
+        self._started[mask] = False
+        self._restart[mask] = True
+        self._pending_head[mask] = self._pending_tail[mask]
+        self._pending_cost[mask] = 0.0
+        self._previous_head[mask] = self._previous_tail[mask]
+        self._previous_cost[mask] = 0.0
 
     # ------------------------------------------------------------------ internals
     def _current(self) -> tuple[Arrivals, FloatArray]:
@@ -302,7 +343,10 @@ class DependencyState:
         self._previous_head = np.where(rap, self._pending_head, self._previous_head)
         self._previous_tail = np.where(rap, self._pending_tail, self._previous_tail)
         self._previous_cost = np.where(rap, self._pending_cost, self._previous_cost)
-        self._rasl_broken = np.where(rap, decoded & has_pending, self._rasl_broken)
+        self._rasl_broken = np.where(
+            rap, (decoded & has_pending) | self._restart, self._rasl_broken
+        )
+        self._restart &= ~rap
         # other packets
         other = ~rap
         trailing = other & ~a.leading  # no RASL picture of this GOP follows

@@ -12,17 +12,24 @@ fixed decode capacity serves.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 from edgecloud.data.testbed.readers import CameraVideo
 from edgecloud.packetgame.dependencies import DecodeCosts
 from edgecloud.packetgame.online import (
+    BoolArray,
+    FloatArray,
     FrameModel,
     Images,
     IntArray,
@@ -30,8 +37,8 @@ from edgecloud.packetgame.online import (
     Redundancy,
     run_online,
 )
-from edgecloud.packetgame.policies import make_policy, train_predictor
-from edgecloud.packetgame.predictor import ContextualPredictor
+from edgecloud.packetgame.policies import make_policy, train_predictor, training_data
+from edgecloud.packetgame.predictor import ContextualPredictor, fit
 from edgecloud.packetgame.validation_utils import check_positive_int
 
 # Policies whose predictor is trained (which one they need).
@@ -99,14 +106,15 @@ def train_predictors(
 
 def scored(
     result: OnlineResult,
-    decode_all: OnlineResult,
+    decode_all_spent: FloatArray,
     references: Sequence[IntArray],
     split: int,
 ) -> tuple[float, float]:
     """``(accuracy, saved)`` of ``result`` over frames and rounds from ``split`` on.
 
     Accuracy: the share of those frames served the reference result; saved:
-    ``1 - spent / decode_all's spent`` over the same rounds.
+    ``1 - spent / decode-all's spent`` over the same rounds
+    (``decode_all_spent``: decode-all's ``spent_per_round``).
     """
     hits = frames = 0
     for served, ref in zip(result.served, references, strict=True):
@@ -114,7 +122,7 @@ def scored(
         hits += int(np.sum(served[split:end] == ref[split:end]))
         frames += max(0, end - split)
     spent = float(result.spent_per_round[split:].sum())
-    full = float(decode_all.spent_per_round[split:].sum())
+    full = float(decode_all_spent[split:].sum())
     accuracy = hits / frames if frames else 1.0
     return accuracy, (1.0 - spent / full if full > 0 else 0.0)
 
@@ -134,6 +142,8 @@ def budget_curve(
     window: int = 5,
     model: FrameModel | None = None,
     progress: Callable[[str], None] | None = None,
+    bucket: bool = True,
+    workers: int = 1,
 ) -> list[CurvePoint]:
     """Each policy at each budget fraction, online over ``cameras``.
 
@@ -168,6 +178,13 @@ def budget_curve(
         each decoded frame's result from ``references``.
     progress : Callable[[str], None] | None
         Called with a line after each run.
+    bucket : bool
+        Give each run a token bucket of its budget plus one I picture (see
+        :func:`~edgecloud.packetgame.online.run_online`'s ``burst``), so a
+        budget below one I picture per round still decodes; False: the
+        thesis' strict per-round budget.
+    workers : int
+        Runs in parallel (separate processes) after decode-all's.
 
     Returns
     -------
@@ -181,78 +198,127 @@ def budget_curve(
         ``predictors``, or Reducto without ``model``.
     """
     _check_curve_args(policies, fractions, predictors, split, model)
-    m = len(cameras)
-
-    def run(name: str, budget: float) -> tuple[OnlineResult, float]:
-        which = _PREDICTOR_OF.get(name)
-        predictor = None
-        if which is not None and predictors is not None:
-            predictor = getattr(predictors, which)
-        policy = make_policy(
-            name,
-            m,
-            # every k-th frame with k from the budget's share of decoding it all
-            stride=math.ceil(per_round / budget) if name == "uniform" else None,
-            budget=budget,
-            costs=costs,
-            window=window,
-            horizon=rounds,
-            predictor=predictor,
-            references=references,
-        )
-        start = time.perf_counter()
-        result = run_online(
-            cameras,
-            model if name == "reducto" and model is not None else _no_model,
-            redundancy,
-            policy,
-            budget,
-            costs,
-            max_rounds=rounds,
-            references=references,
-            infer="model" if name == "reducto" else "reference",
-        )
-        return result, time.perf_counter() - start
-
-    per_round = 1.0  # set from decode-all's run before any other policy runs
-    decode_all, wall = run("decode-all", 0.0)
+    common = _Common(
+        task, tuple(cameras), tuple(references), redundancy, costs, predictors,
+        split, rounds, window, model, bucket, per_round=1.0, decode_all=None,
+    )  # fmt: skip
+    decode_all_point, decode_all = _run_point(common, "decode-all", 1.0)
     per_round = decode_all.decode_all_cost / max(decode_all.rounds, 1)
-    points: list[CurvePoint] = []
-
-    def add(name: str, fraction: float, result: OnlineResult, wall: float) -> None:
-        accuracy, saved = scored(result, decode_all, references, split)
-        points.append(
-            CurvePoint(
-                task=task,
-                policy=name,
-                fraction=fraction,
-                budget=fraction * per_round,
-                accuracy=accuracy,
-                saved=saved,
-                rounds=result.rounds,
-                decode_seconds=result.decode_seconds,
-                decisions_per_second=result.decisions_per_second,
-                wall_seconds=wall,
-            )
-        )
-        if progress is not None:
-            progress(
-                f"{task} {name} at {fraction:.2f}: accuracy {accuracy:.3f}, "
-                f"saved {saved:.3f}"
-            )
-
-    add("decode-all", 1.0, decode_all, wall)
-    for name in policies:
-        if name == "decode-all":
-            continue
-        if name == "reducto":
-            result, wall = run(name, per_round)
-            add(name, 1.0, result, wall)
-            continue
-        for fraction in fractions:
-            result, wall = run(name, fraction * per_round)
-            add(name, fraction, result, wall)
+    common = dataclasses.replace(
+        common, per_round=per_round, decode_all=decode_all.spent_per_round
+    )
+    jobs = [
+        (name, 1.0 if name == "reducto" else fraction)
+        for name in policies
+        if name != "decode-all"
+        for fraction in ((1.0,) if name == "reducto" else fractions)
+    ]
+    points = [decode_all_point]
+    report = progress or (lambda line: None)
+    report(_line(decode_all_point))
+    if workers <= 1:
+        for name, fraction in jobs:
+            points.append(_run_point(common, name, fraction)[0])
+            report(_line(points[-1]))
+        return points
+    context = multiprocessing.get_context("spawn")  # no forked torch/PyAV state
+    # the black box (Reducto's) need not pickle: it runs here, meanwhile
+    shipped = dataclasses.replace(common, model=None)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {
+            job: pool.submit(_point_only, shipped, *job)
+            for job in jobs
+            if job[0] != "reducto"
+        }
+        here = {job: _run_point(common, *job)[0] for job in jobs if job not in futures}
+        for job in jobs:  # in job order, so the rows are deterministic
+            points.append(here[job] if job in here else futures[job].result())
+            report(_line(points[-1]))
     return points
+
+
+@dataclass(frozen=True)
+class _Common:
+    """What every run of one curve shares (picklable for worker processes)."""
+
+    task: str
+    cameras: tuple[CameraVideo, ...]
+    references: tuple[IntArray, ...]
+    redundancy: Redundancy
+    costs: DecodeCosts
+    predictors: Predictors | None
+    split: int
+    rounds: int | None
+    window: int
+    model: FrameModel | None
+    bucket: bool
+    per_round: float  # decode-everything's mean cost per round
+    decode_all: FloatArray | None  # its spent per round, the saving's denominator
+
+
+def _line(point: CurvePoint) -> str:
+    return (
+        f"{point.task} {point.policy} at {point.fraction:.2f}: accuracy "
+        f"{point.accuracy:.3f}, saved {point.saved:.3f} ({point.wall_seconds:.0f} s)"
+    )
+
+
+def _point_only(common: _Common, name: str, fraction: float) -> CurvePoint:
+    torch.set_num_threads(1)  # one core per worker
+    return _run_point(common, name, fraction)[0]
+
+
+def _run_point(
+    common: _Common, name: str, fraction: float
+) -> tuple[CurvePoint, OnlineResult]:
+    """One policy at one budget fraction, run and scored."""
+    budget = 0.0 if name == "decode-all" else fraction * common.per_round
+    which = _PREDICTOR_OF.get(name)
+    predictor = None
+    if which is not None and common.predictors is not None:
+        predictor = getattr(common.predictors, which)
+    policy = make_policy(
+        name,
+        len(common.cameras),
+        # every k-th frame with k from the budget's share of decoding it all
+        stride=math.ceil(common.per_round / budget) if name == "uniform" else None,
+        budget=budget,
+        costs=common.costs,
+        window=common.window,
+        horizon=common.rounds,
+        predictor=predictor,
+        references=common.references,
+    )
+    start = time.perf_counter()
+    reducto = name == "reducto" and common.model is not None
+    result = run_online(
+        common.cameras,
+        common.model if reducto and common.model is not None else _no_model,
+        common.redundancy,
+        policy,
+        budget,
+        common.costs,
+        max_rounds=common.rounds,
+        references=common.references,
+        infer="model" if reducto else "reference",
+        burst=budget + common.costs.intra if common.bucket else None,
+    )
+    wall = time.perf_counter() - start
+    full = result.spent_per_round if common.decode_all is None else common.decode_all
+    accuracy, saved = scored(result, full, common.references, common.split)
+    point = CurvePoint(
+        task=common.task,
+        policy=name,
+        fraction=fraction,
+        budget=fraction * common.per_round,
+        accuracy=accuracy,
+        saved=saved,
+        rounds=result.rounds,
+        decode_seconds=result.decode_seconds,
+        decisions_per_second=result.decisions_per_second,
+        wall_seconds=wall,
+    )
+    return point, result
 
 
 def _no_model(images: Images) -> IntArray:
@@ -345,3 +411,158 @@ def summary(
 def rows(points: Sequence[CurvePoint]) -> list[Mapping[str, float | int | str]]:
     """The points as dicts (CSV rows, in order)."""
     return [p.as_dict() for p in points]
+
+
+# ---------------------------------------------------------------- training regimes
+def average_predictors(
+    predictors: Sequence[ContextualPredictor], weights: Sequence[float]
+) -> ContextualPredictor:
+    """FedAvg of predictors of one shape: parameters averaged by ``weights``.
+
+    The aggregation the capability's Flower strategy performs over edge
+    servers, here without Flower (for side-by-side training comparisons).
+    """
+    if len(predictors) == 0 or len(predictors) != len(weights):
+        raise ValueError(
+            f"{len(predictors)} predictors and {len(weights)} weights; expected "
+            "the same number, at least one"
+        )
+    total = float(sum(weights))
+    if not (math.isfinite(total) and total > 0) or min(weights) < 0:
+        raise ValueError(f"weights are {list(weights)}; expected >= 0, sum > 0")
+    averaged = copy.deepcopy(predictors[0])  # the same shape and buffers
+    states = [p.state_dict() for p in predictors]
+    averaged.load_state_dict(
+        {
+            key: sum(s[key] * (w / total) for s, w in zip(states, weights, strict=True))
+            for key in states[0]
+        }
+    )
+    averaged.eval()
+    return averaged
+
+
+@dataclass(frozen=True)
+class TrainingRegimes:
+    """Predictors trained on the same edge servers' data three ways."""
+
+    centralised: ContextualPredictor  # every server's rows pooled
+    federated: ContextualPredictor  # FedAvg over servers
+    local: tuple[ContextualPredictor, ...]  # one per server, its own rows only
+
+
+def train_regimes(
+    servers: Sequence[Sequence[CameraVideo]],
+    references: Sequence[Sequence[IntArray]],
+    redundancy: Redundancy,
+    window: int = 5,
+    epochs: int = 20,
+    fed_rounds: int = 10,
+    local_epochs: int = 2,
+    seed: int = 0,
+) -> TrainingRegimes:
+    """Centralised, federated and local-only predictors on the same rows.
+
+    Parameters
+    ----------
+    servers : Sequence[Sequence[CameraVideo]]
+        Each edge server's cameras.
+    references : Sequence[Sequence[numpy.ndarray]]
+        Their reference outputs, in the same nesting.
+    redundancy : Redundancy
+        The task's feedback rule.
+    window : int
+        Predictor window.
+    epochs : int
+        Passes of the centralised and each local training.
+    fed_rounds, local_epochs : int
+        FedAvg rounds, and each server's passes per round (``fed_rounds *
+        local_epochs`` passes in all, like ``epochs`` when equal).
+    seed : int
+        Seeds the initialisation (the same for every regime) and shuffling.
+
+    Returns
+    -------
+    TrainingRegimes
+        The three regimes' predictors (eval mode).
+    """
+    check_positive_int("fed_rounds", fed_rounds)
+    check_positive_int("local_epochs", local_epochs)
+    data = [
+        training_data(cams, None, redundancy, window, references=refs)
+        for cams, refs in zip(servers, references, strict=True)
+    ]
+    kernel = min(3, window)
+
+    def fresh() -> ContextualPredictor:
+        return ContextualPredictor(window, kernel=kernel, seed=seed)
+
+    def trained(
+        rows: tuple[FloatArray, BoolArray, FloatArray, FloatArray],
+        n: int,
+        start: ContextualPredictor | None = None,
+        round_: int = 0,
+    ) -> ContextualPredictor:
+        model = fresh()
+        if start is not None:
+            model.load_state_dict(start.state_dict())
+        fit(model, *rows, epochs=n, seed=seed + round_)
+        return model
+
+    pooled = tuple(np.concatenate([d[k] for d in data]) for k in range(4))
+    centralised = trained(pooled, epochs)  # type: ignore[arg-type]
+    local = tuple(trained(d, epochs) for d in data)
+    federated = fresh()
+    sizes = [float(len(d[3])) for d in data]
+    for r in range(fed_rounds):
+        updates = [trained(d, local_epochs, federated, r) for d in data]
+        federated = average_predictors(updates, sizes)
+    return TrainingRegimes(centralised=centralised, federated=federated, local=local)
+
+
+def gated_accuracy(
+    predictor: ContextualPredictor,
+    cameras: Sequence[CameraVideo],
+    references: Sequence[IntArray],
+    redundancy: Redundancy,
+    costs: DecodeCosts,
+    fraction: float,
+    *,
+    window: int = 5,
+    rounds: int | None = None,
+) -> tuple[float, float]:
+    """``(accuracy, saved)`` of PacketGame with ``predictor`` on ``cameras``.
+
+    Every frame is scored. The budget is ``fraction`` of decoding everything,
+    with a token bucket of that plus one I picture (see
+    :func:`~edgecloud.packetgame.online.run_online`'s ``burst``): with the few
+    streams of held-out cameras a round's mean cost is below one I picture.
+    """
+    decode_all = run_online(
+        cameras,
+        _no_model,
+        redundancy,
+        make_policy("decode-all", len(cameras)),
+        0.0,
+        costs,
+        max_rounds=rounds,
+        references=references,
+        infer="reference",
+    )
+    budget = fraction * decode_all.decode_all_cost / max(decode_all.rounds, 1)
+    policy = make_policy(
+        "packetgame", len(cameras), window=window, horizon=rounds, predictor=predictor
+    )
+    result = run_online(
+        cameras,
+        _no_model,
+        redundancy,
+        policy,
+        budget,
+        costs,
+        max_rounds=rounds,
+        references=references,
+        infer="reference",
+        burst=budget + costs.intra,
+    )
+    return scored(result, decode_all.spent_per_round, references, 0)

@@ -123,16 +123,30 @@ class GatedDecoder:
         self._last_dts: int | None = None
         self.dropped_frames = 0  # frames with no packet fed: never handed out
         self.packets_fed = 0
+        self.failures = 0  # packets the decoder refused
+        # of the last decode() call: packets fed before a failure stopped it, and
+        # the failure (None: every packet decoded)
+        self.last_fed = 0
+        self.last_failure: str | None = None
 
     def decode(self, packets: Iterable[EncodedPacket]) -> list[GatedFrame]:
         """Feed ``packets`` (decode order); the frames the decoder outputs now.
 
         With B-frames a frame may come out after later packets are fed
         (the decoder reorders); :meth:`drain` returns what is left at the end.
-        A corrupt packet raises ``ValueError`` naming it; the decoder stays usable
-        for later packets from the next random-access point.
+
+        A packet the decoder refuses (corrupt or truncated) stops the call:
+        :attr:`last_failure` names it, :attr:`last_fed` counts the packets fed
+        before it, and the frames of those come out (the context is drained and
+        replaced by a fresh one, which must next be fed a random-access packet).
+        The refused packet and the rest of the call are not decoded, so no frame
+        that may predict from the broken picture is handed out. (A corruption the
+        decoder does not notice, such as truncated VP9 tile data, decodes to a
+        wrong picture without error: only an integrity check at the source can
+        catch that.) Packets out of decode order raise ``ValueError``.
         """
         frames: list[GatedFrame] = []
+        self.last_fed, self.last_failure = 0, None
         for packet in packets:
             if self._last_dts is not None and packet.dts <= self._last_dts:
                 raise ValueError(
@@ -148,11 +162,25 @@ class GatedDecoder:
             try:
                 decoded = self._context.decode(encoded)
             except av.error.FFmpegError as err:
-                raise ValueError(
+                self._fed.pop(packet.pts, None)
+                self.failures += 1
+                self.last_failure = (
                     f"packet of frame {packet.frame_index} (dts {packet.dts}) does "
                     f"not decode: {err}"
-                ) from None
+                )
+                return frames + self._restart()
+            self.last_fed += 1
             frames += self._keep(decoded)
+        return frames
+
+    def _restart(self) -> list[GatedFrame]:
+        """The frames fed before a failure, then a fresh decoder context."""
+        try:
+            frames = self._keep(self._context.decode(None))
+        except av.error.FFmpegError:
+            frames = []
+        self._fed.clear()  # nothing fed before the failure may come out later
+        self._context = open_decoder(self._codec)
         return frames
 
     def drain(self) -> list[GatedFrame]:

@@ -16,6 +16,8 @@ served result equals the result a decode-everything pipeline gives
 from __future__ import annotations
 
 import bisect
+import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from edgecloud.data.testbed.readers import CameraVideo, PacketInfo
+from edgecloud.data.testbed.readers import UNREADABLE, CameraVideo, PacketInfo
 from edgecloud.packetgame.dependencies import (
     Arrivals,
     DecodeCosts,
@@ -40,6 +42,8 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 Images = npt.NDArray[np.uint8]
+
+logger = logging.getLogger(__name__)
 
 # What a frame is served before its stream decoded anything (class 0: the
 # testbed's "nothing"/"no event" class of every black box).
@@ -342,6 +346,8 @@ class OnlineResult:
     inferences: int
     packets_fed: int
     dropped_frames: int
+    decode_failures: int  # packets a decoder refused (its stream skipped to a key)
+    unreadable_packets: int  # packets whose headers did not parse (never chosen)
     rounds: int
     spent_per_round: FloatArray
     per_stream: tuple[StreamResult, ...]
@@ -367,7 +373,10 @@ class _Stream:
         self.reference = reference
         # coded size: resized by resize_frames
         self.decoder = GatedDecoder(codec, images=images)
-        self.packets: Iterator[tuple[PacketInfo, object]] = iter(camera.packets())
+        self.packets: Iterator[tuple[PacketInfo, object]] = iter(
+            camera.packets(unreadable="mark")
+        )
+        self.unreadable = 0  # packets whose headers did not parse
         self.by_id: dict[int, PacketInfo] = {}
         self.arrival: dict[int, int] = {}  # display index -> round it arrived
         self.decoded: dict[int, int] = {}  # display index -> result (frames out)
@@ -383,6 +392,7 @@ class _Stream:
         if item is None:
             return None
         packet = item[0]
+        self.unreadable += packet.picture_type == UNREADABLE
         # kept until the end: a later packet may need any packet of its GOP
         self.by_id[packet.decode_index] = packet
         self.arrival[packet.frame_index] = round_
@@ -417,7 +427,12 @@ def _arrivals(packets: Sequence[PacketInfo | None], costs: DecodeCosts) -> Arriv
     live = [p for p in packets if p is not None]
     assert live, "a round needs at least one live stream"
     filler = live[0]
+    # an unreadable packet is priced as a P picture but never decodable
     types = [(p or filler).picture_type for p in packets]
+    broken = np.array([t == UNREADABLE for t in types]) & np.array(
+        [p is not None for p in packets]
+    )
+    types = ["P" if t == UNREADABLE else t for t in types]
     present = np.array([p is not None for p in packets])
     return Arrivals(
         cost=costs.of(types),
@@ -428,6 +443,7 @@ def _arrivals(packets: Sequence[PacketInfo | None], costs: DecodeCosts) -> Arriv
         ids=np.where(
             present, [p.decode_index if p else -1 for p in packets], -1
         ).astype(np.int64),
+        broken=broken,
     )
 
 
@@ -472,6 +488,7 @@ def run_online(
     max_rounds: int | None = None,
     references: Sequence[IntArray] | None = None,
     infer: Literal["model", "reference"] = "model",
+    burst: float | None = None,
 ) -> OnlineResult:
     """Run ``policy`` online over ``cameras`` as concurrent live streams.
 
@@ -519,6 +536,14 @@ def run_online(
         Run ``model`` on the decoded frames, or read their results from
         ``references`` (a policy that filters frames by their pixels, such as
         Reducto, needs "model").
+    burst : float | None
+        ``None``: each round may spend ``budget`` and no more (the thesis).
+        A number (>= ``budget``): a token bucket of that size; each round adds
+        ``budget`` to it, the policy may spend what it holds, and what it leaves
+        carries over (a decoder that may lag a little behind the streams). With
+        few streams the mean cost of a round can be below one I picture, which a
+        strict per-round budget can never pay; a bucket of ``budget`` + one I
+        picture can.
 
     Returns
     -------
@@ -534,6 +559,11 @@ def run_online(
     budget_f = check_budget(budget)
     filter_ = policy if isinstance(policy, InferenceFilter) else None
     _check_run_args(cameras, policy, max_rounds, infer)
+    if burst is not None and not (math.isfinite(burst) and burst >= budget_f):
+        raise ValueError(
+            f"burst is {burst}; expected a finite number >= the budget {budget_f}"
+        )
+    tokens = 0.0
     if references is None:
         references = [reference_outputs(c, model, size) for c in cameras]
     if len(references) != len(cameras):
@@ -564,7 +594,8 @@ def run_online(
         live &= np.array([p is not None for p in packets])
         if not live.any():
             break
-        inputs = _round_inputs(streams, packets, live, state, costs, budget_f, round_)
+        tokens = budget_f if burst is None else min(tokens + budget_f, burst)
+        inputs = _round_inputs(streams, packets, live, state, costs, tokens, round_)
         # ---------------------------------------------------------- decision
         start = time.perf_counter()
         selection = policy.decide(inputs)
@@ -572,6 +603,7 @@ def run_online(
         decided += int(live.sum())
         spent = _check_selection(policy, selection, inputs)
         spent_rounds.append(spent)
+        tokens = max(0.0, tokens - spent)
         chosen = np.asarray(selection.chosen)
         feeds = {int(i): state.needed(int(i)) for i in np.flatnonzero(chosen)}
         for i in feeds:
@@ -585,7 +617,7 @@ def run_online(
         if selection.prefetch is not None:
             feeds[selection.prefetch[0]] = prefetched
         # ---------------------------------------------------------- decode
-        out, seconds = _decode(streams, feeds, round_)
+        out, seconds = _decode(streams, feeds, round_, state)
         decode_s += seconds
         # ---------------------------------------------------------- infer, feedback
         inferences += _infer(streams, out, frame_model, filter_)
@@ -679,9 +711,16 @@ def _round_inputs(
 
 
 def _decode(
-    streams: Sequence[_Stream], feeds: Mapping[int, list[int]], round_: int
+    streams: Sequence[_Stream],
+    feeds: Mapping[int, list[int]],
+    round_: int,
+    state: DependencyState,
 ) -> tuple[dict[int, list[GatedFrame]], float]:
-    """Feed each stream its packet ids; the frames out and the seconds it took."""
+    """Feed each stream its packet ids; the frames out and the seconds it took.
+
+    A stream whose decoder refused a packet decodes nothing more until its next
+    random-access point (what follows may need the refused packet).
+    """
     out: dict[int, list[GatedFrame]] = {}
     seconds = 0.0
     for i, ids in feeds.items():
@@ -689,8 +728,11 @@ def _decode(
         start = time.perf_counter()
         frames = s.decoder.decode(s.by_id[j] for j in ids)
         seconds += time.perf_counter() - start
-        for j in ids:
+        for j in ids[: s.decoder.last_fed]:  # a refused packet stops the feed
             s.fed_now(s.by_id[j].frame_index, round_)
+        if s.decoder.last_failure is not None:
+            logger.warning("camera %d: %s", s.camera.camera_id, s.decoder.last_failure)
+            state.break_stream(i)
         if frames:
             out[i] = frames
     return out, seconds
@@ -831,6 +873,8 @@ def _summarise(
         inferences=inferences,
         packets_fed=sum(s.decoder.packets_fed for s in streams),
         dropped_frames=sum(s.decoder.dropped_frames for s in streams),
+        decode_failures=sum(s.decoder.failures for s in streams),
+        unreadable_packets=sum(s.unreadable for s in streams),
         rounds=rounds,
         spent_per_round=np.array(spent_rounds, dtype=np.float64),
         per_stream=tuple(per_stream),

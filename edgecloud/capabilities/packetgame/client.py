@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from logging import INFO, WARNING
+from logging import INFO
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -65,7 +65,13 @@ def packetgame_train(msg: Message, context: Context) -> Message:
     common, config = settings.common, settings.section
     predictor = from_arrays(msg.content.array_records[ARRAYS], config.window)
     rows = _training_rows(
-        root, config.model, config.redundancy, config.window, cameras, config.size
+        root,
+        config.model,
+        config.redundancy,
+        config.window,
+        cameras,
+        config.size,
+        config.policy == "contextual",
     )
     server_round = int(cast(int, msg.content.config_records[CONFIG][SERVER_ROUND]))
     started = time.perf_counter()
@@ -116,21 +122,6 @@ def packetgame_analytics(msg: Message, context: Context) -> Message:
     costs = _costs(root, cameras)
     # budget: a fraction of decoding every arrived packet, per live round
     budget = config.budget * sum(_mean_cost(root, c, costs) for c in cameras)
-    floor = max(costs.intra, costs.predicted, costs.bidirectional)
-    if budget < floor:
-        # Below one I picture's cost no stream could ever start decoding (few
-        # streams per node): the round's budget is raised to that cost.
-        log(
-            WARNING,
-            "packetgame: budget %.3g ms per round (%s x decode-all of %d streams) "
-            "is below one I picture (%.3g ms); using %.3g ms",
-            budget,
-            config.budget,
-            len(cameras),
-            floor,
-            floor,
-        )
-        budget = floor
     policy = make_policy(
         config.policy,
         len(videos),
@@ -151,6 +142,9 @@ def packetgame_analytics(msg: Message, context: Context) -> Message:
         size=config.size,
         max_rounds=config.rounds_per_analytics,
         references=references,
+        # a node's few streams may cost less than one I picture per round: the
+        # bucket saves unused budget up to that, so every stream can start
+        burst=budget + costs.intra,
     )
     metrics = {
         NUM_EXAMPLES: result.frames,
@@ -267,8 +261,12 @@ def _training_rows(
     window: int,
     cameras: tuple[int, ...],
     size: tuple[int, int],
+    neutral: bool,
 ) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray]:
-    """``training_data`` of the node's cameras: its feedback log."""
+    """``training_data`` of the node's cameras: its feedback log.
+
+    ``neutral``: the contextual-only policy's rows (constant temporal input).
+    """
     from edgecloud.packetgame import training_data
 
     return training_data(
@@ -277,6 +275,7 @@ def _training_rows(
         _redundancy(redundancy),
         window,
         size=size,
+        neutral=neutral,
     )
 
 

@@ -24,6 +24,8 @@ MODELS_DIR = "models"  # black boxes live in <testbed>/models/<name>/
 _FRAME_SIZE = re.compile(r"^(\d+)x(\d+)$")
 _GENERATE = "python -m edgecloud.data.testbed generate --out <dir>"
 _TRAIN_MODELS = "python -m edgecloud.data.testbed train-models --testbed <dir>"
+# policies that gate with a trained predictor
+LEARNT = ("packetgame", "packetgame-thesis", "contextual")
 
 
 class PacketGameConfig(Section):
@@ -34,8 +36,10 @@ class PacketGameConfig(Section):
     cameras), then runs ``policy`` with it on every node's live streams;
     ``mode="analytics"`` runs ``policy`` once for ``rounds-per-analytics`` live
     rounds with the predictor in ``predictor`` (a file a train run wrote into its
-    output-dir; ``""``: an untrained one). ``budget`` is the decode budget per
-    live round as a fraction of decoding every arrived packet. ``testbed`` may be
+    output-dir; ``""`` only for policies without a predictor). ``budget`` is the
+    decode budget per live round as a fraction of decoding every arrived packet,
+    held in a token bucket of one round's budget plus one I picture (a node's few
+    streams may cost less than one I picture per round). ``testbed`` may be
     overridden per SuperNode; a relative path resolves against the working
     directory of the process that reads it.
     """
@@ -66,6 +70,13 @@ class PacketGameConfig(Section):
                 f"{self.policy!r}; expected one of: {', '.join(POLICIES)}"
             )
         self.size  # noqa: B018 (parses frame-size)
+        if self.mode == "analytics" and not self.predictor and self.policy in LEARNT:
+            raise ConfigError(
+                f"run-config key '{self.key_of('predictor')}' is empty with "
+                f"{self.key_of('policy')}={self.policy!r} in analytics mode; expected "
+                'a predictor file written by a packetgame.mode="train" run (an '
+                "untrained predictor would gate at random)"
+            )
 
     def check_server(self, common: CommonSettings) -> None:
         """The testbed, its black box and the predictor file exist on the server."""

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import av
 import numpy as np
@@ -32,6 +32,8 @@ from edgecloud.data.testbed.labels import (
 )
 
 MANIFEST = "manifest.json"
+# PacketInfo.picture_type of a packet whose headers do not parse
+UNREADABLE = "?"
 MANIFEST_FORMAT = "edgecloud-testbed/1"
 
 
@@ -144,11 +146,17 @@ class CameraVideo:
                     labels[index],
                 )
 
-    def packets(self) -> Iterator[tuple[PacketInfo, FrameLabel]]:
+    def packets(
+        self, unreadable: Literal["raise", "mark"] = "raise"
+    ) -> Iterator[tuple[PacketInfo, FrameLabel]]:
         """Demux video packets in decode order, with the label of their frame.
 
         Each packet's picture type and reference flag are parsed from its headers
-        (a few microseconds a packet; nothing is decoded).
+        (a few microseconds a packet; nothing is decoded). A packet whose headers
+        do not parse raises :class:`BitstreamError` naming the file and packet,
+        or with ``unreadable="mark"`` is yielded with ``picture_type`` ``"?"``,
+        ``reference`` True (later packets may need it) and ``random_access``
+        False, for a caller that skips it and what depends on it.
         """
         labels = self.labels.frames
         with av.open(str(self.path)) as container:
@@ -163,9 +171,11 @@ class CameraVideo:
                 try:
                     picture = parse(data)
                 except BitstreamError as exc:
-                    raise BitstreamError(
-                        f"{self.path}: packet {decode_index}: {exc}"
-                    ) from exc
+                    if unreadable == "raise":
+                        raise BitstreamError(
+                            f"{self.path}: packet {decode_index}: {exc}"
+                        ) from exc
+                    picture = None
                 info = PacketInfo(
                     camera_id=self.camera_id,
                     decode_index=decode_index,
@@ -176,10 +186,10 @@ class CameraVideo:
                     size=packet.size,
                     keyframe=bool(packet.is_keyframe),
                     data=data,
-                    picture_type=picture.picture_type,
-                    reference=picture.reference,
-                    random_access=picture.random_access,
-                    leading=picture.leading,
+                    picture_type=picture.picture_type if picture else UNREADABLE,
+                    reference=picture.reference if picture else True,
+                    random_access=picture.random_access if picture else False,
+                    leading=picture.leading if picture else "",
                 )
                 decode_index += 1
                 yield info, labels[index]

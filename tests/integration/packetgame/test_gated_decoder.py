@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -160,3 +161,61 @@ def test_rasl_pictures_decode_only_with_the_previous_gop_fed_first(
     # comes out
     assert rasl and outcomes["rasl only"] == sorted(rasl)
     assert set(outcomes["cra first"]) < set(rasl)
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265", "vp9"])
+def test_a_refused_packet_hands_out_no_frame_that_may_depend_on_it(
+    tmp_path: Path, codec: str
+) -> None:
+    # Prepare: GOP 10; packet 4 (a reference picture) has its first half zeroed,
+    # which every decoder refuses
+    cfg = preset(
+        "tiny",
+        num_cameras=1,
+        held_out_cameras=0,
+        duration_s=3.0,
+        codec=codec,
+        gop=10,
+        b_frames=0 if codec == "vp9" else 2,
+    )
+    testbed, _ = generate_testbed(cfg, tmp_path, workers=1, progress=False)
+    cam = testbed.camera(0)
+    stream_codec, truth = _full_decode(cam.path, cfg.fps)
+    packets = [p for p, _ in cam.packets()]
+    bad = packets[4]
+    half = len(bad.data) // 2
+    packets[4] = dataclasses.replace(bad, data=bytes(half) + bad.data[half:])
+    by_id = {p.decode_index: p for p in packets}
+    state = DependencyState(1)
+    decoder = GatedDecoder(stream_codec)
+    out = []
+    failures = []
+
+    # Execute: decode everything the dependency state allows, as the loop does
+    for packet in packets:
+        take = bool(np.isfinite(state.arrive(_arrivals(packet))[0]))
+        ids = state.needed(0) if take else []
+        state.commit(np.array([take]))
+        if ids:
+            out += decoder.decode(by_id[i] for i in ids)
+            if decoder.last_failure is not None:
+                failures.append(decoder.last_failure)
+                state.break_stream(0)
+    out += decoder.drain()
+
+    # Assert: one refusal naming the packet; nothing from it to the next key
+    # frame comes out; everything that does is the true frame
+    assert len(failures) == 1 and f"frame {bad.frame_index}" in failures[0]
+    assert decoder.failures == 1
+    next_key = next(p.decode_index for p in packets[5:] if p.random_access)
+    suspect = {p.frame_index for p in packets[4:next_key]}
+    handed = {f.frame_index for f in out}
+    assert not handed & suspect
+    # from the key frame on, all comes back (but the RASL pictures right after a
+    # CRA that starts afresh, which reference the lost GOP)
+    after = packets[next_key + 1 :]
+    second_key = next((p.decode_index for p in after if p.random_access), None)
+    lost = {p.frame_index for p in packets[next_key:second_key] if p.leading == "RASL"}
+    assert handed >= {p.frame_index for p in packets[next_key:]} - lost
+    for frame in out:
+        np.testing.assert_array_equal(frame.image, truth[frame.frame_index])

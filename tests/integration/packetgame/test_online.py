@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +14,8 @@ import pytest
 import torch
 
 from edgecloud.data.testbed import CameraVideo, generate_testbed, preset
+from edgecloud.data.testbed.labels import FrameLabel
+from edgecloud.data.testbed.readers import UNREADABLE, PacketInfo
 from edgecloud.packetgame import (
     DEFAULT_RESULT,
     POLICIES,
@@ -20,6 +24,7 @@ from edgecloud.packetgame import (
     OnlineResult,
     calibrate_decode_costs,
     count_changed,
+    evaluation,
     make_policy,
     reference_outputs,
     run_online,
@@ -272,3 +277,155 @@ def test_calibration_gives_positive_costs_per_picture_type(
     assert vp9_costs.bidirectional == vp9_costs.predicted
     with pytest.raises(ValueError, match="max_packets is 0"):
         calibrate_decode_costs(bed.cameras[:1], max_packets=0)
+
+
+def test_a_token_bucket_lets_a_small_budget_pay_for_an_i_picture(bed: Bed) -> None:
+    # Prepare: 0.5 a round, below any I picture (4.0): nothing decodes strictly
+    def run(burst: float | None) -> OnlineResult:
+        return run_online(
+            bed.cameras,
+            MODEL,
+            count_changed,
+            make_policy("oracle", 3, references=bed.references),
+            0.5,
+            COSTS,
+            references=bed.references,
+            infer="reference",
+            burst=burst,
+        )
+
+    # Execute
+    strict, bucket = run(None), run(4.5)
+
+    # Assert: the bucket saves up for I pictures and spends at most what it holds
+    assert strict.frames_decoded == 0
+    assert bucket.frames_decoded > 0
+    assert bucket.spent_per_round.max() <= 4.5
+    assert bucket.spent <= 0.5 * bucket.rounds + 1e-9
+    assert bucket.accuracy > strict.accuracy
+
+
+def test_a_bucket_smaller_than_the_budget_is_refused(bed: Bed) -> None:
+    with pytest.raises(ValueError, match=r"burst is 1\.0; expected a finite number"):
+        run_online(
+            bed.cameras,
+            MODEL,
+            count_changed,
+            make_policy("random", 3),
+            2.0,
+            COSTS,
+            references=bed.references,
+            burst=1.0,
+        )
+
+
+def test_budget_curves_score_the_second_half_only(bed: Bed) -> None:
+    # Execute
+    points = evaluation.budget_curve(
+        "brightness",
+        bed.cameras,
+        bed.references,
+        count_changed,
+        COSTS,
+        ["random", "packetgame", "reducto", "oracle"],
+        [0.3, 0.8],
+        predictors=evaluation.Predictors(bed.predictor, bed.neutral_predictor),
+        split=30,
+        model=MODEL,
+    )
+
+    # Assert: decode-all and Reducto once, the others at each budget
+    by = {(p.policy, p.fraction): p for p in points}
+    assert len(points) == 2 + 3 * 2
+    assert by["decode-all", 1.0].accuracy == 1.0
+    assert by["decode-all", 1.0].saved == pytest.approx(0.0)
+    assert by["reducto", 1.0].saved == pytest.approx(0.0)
+    for fraction in (0.3, 0.8):
+        assert by["oracle", fraction].accuracy >= by["random", fraction].accuracy
+        assert 0.0 <= by["packetgame", fraction].saved <= 1.0
+    assert {p.rounds for p in points} == {60}
+
+
+def test_training_regimes_and_held_out_scoring(bed: Bed) -> None:
+    # Prepare: each training camera is one edge server; the held-out one scored
+    train = [c for c in bed.cameras if c.split == "train"]
+    test = [c for c in bed.cameras if c.split != "train"]
+    refs = {c.camera_id: r for c, r in zip(bed.cameras, bed.references, strict=True)}
+
+    # Execute
+    regimes = evaluation.train_regimes(
+        [[c] for c in train],
+        [[refs[c.camera_id]] for c in train],
+        count_changed,
+        window=WINDOW,
+        epochs=2,
+        fed_rounds=2,
+        local_epochs=1,
+    )
+    accuracy, saved = evaluation.gated_accuracy(
+        regimes.federated,
+        test,
+        [refs[c.camera_id] for c in test],
+        count_changed,
+        COSTS,
+        0.5,
+        window=WINDOW,
+    )
+
+    # Assert
+    assert len(regimes.local) == len(train)
+    assert 0.0 <= accuracy <= 1.0 and 0.0 < saved < 1.0
+
+
+class _Tampered(CameraVideo):
+    """A camera whose packet ``index`` is damaged: zeroed bytes or bad headers."""
+
+    def __init__(self, base: CameraVideo, index: int, how: str) -> None:
+        self.__dict__.update(base.__dict__)
+        self._index, self._how = index, how
+
+    def packets(
+        self, unreadable: Literal["raise", "mark"] = "raise"
+    ) -> Iterator[tuple[PacketInfo, FrameLabel]]:
+        for k, (packet, label) in enumerate(super().packets(unreadable)):
+            if k == self._index and self._how == "zeroed":
+                half = len(packet.data) // 2
+                data = bytes(half) + packet.data[half:]
+                packet = dataclasses.replace(packet, data=data)
+            elif k == self._index:  # what the reader yields for bad headers
+                packet = dataclasses.replace(
+                    packet, picture_type=UNREADABLE, random_access=False
+                )
+            yield packet, label
+
+
+@pytest.mark.parametrize("how", ["zeroed", "unreadable"])
+def test_a_damaged_packet_degrades_one_stream_and_never_serves_a_wrong_frame(
+    bed: Bed, how: str
+) -> None:
+    # Prepare: stream 0's 5th packet (a reference picture) is damaged
+    cameras = [_Tampered(bed.cameras[0], 4, how), *bed.cameras[1:]]
+
+    # Execute: decode everything that can be decoded
+    result = run_online(
+        cameras,
+        MODEL,
+        count_changed,
+        make_policy("decode-all", 3),
+        0.0,
+        COSTS,
+        references=bed.references,
+    )
+
+    # Assert: the loop finishes; the damaged GOP of stream 0 is skipped up to
+    # its next key frame; no decoded frame differs from the full decode's
+    assert result.rounds == 60
+    assert (result.decode_failures, result.unreadable_packets) == (
+        (1, 0) if how == "zeroed" else (0, 1)
+    )
+    damaged, *others = result.per_stream
+    assert damaged.frames_decoded < damaged.frames
+    assert all(s.accuracy == 1.0 for s in others)
+    for served, ref in zip(result.served[1:], bed.references[1:], strict=True):
+        np.testing.assert_array_equal(served, ref)
+    assert 0.5 < damaged.accuracy < 1.0

@@ -234,3 +234,56 @@ def test_incremental_costs_equal_the_definition_on_random_streams(
                 assert needed[-1] == t and needed == sorted(set(needed))
         chosen = np.array([d[t] for d in decisions]) & np.isfinite(costs)
         state.commit(chosen)
+
+
+def test_a_broken_stream_waits_for_its_next_random_access_point() -> None:
+    # Prepare: I P decoded; the decoder then refused P1's successor
+    state = DependencyState(1)
+    for ident, kind in enumerate("IP"):
+        _one_stream(state, kind, ident)
+        state.commit(np.array([True]))
+
+    # Execute
+    state.break_stream(0)
+    after = [_one_stream(state, "P", 2)]
+    state.commit(np.array([False]))
+    after.append(_one_stream(state, "C", 3))
+    state.commit(np.array([True]))
+    rasl = _one_stream(state, "R", 4)  # needs the GOP before the break
+    state.commit(np.array([False]))
+    radl = _one_stream(state, "D", 5)
+
+    # Assert: nothing until the CRA, which starts afresh (its RASL picture lost)
+    assert after == [np.inf, 3.0]
+    assert rasl == np.inf and radl == 1.0
+
+
+def test_an_unreadable_packet_breaks_its_stream_until_a_key_frame() -> None:
+    # Prepare: stream 0 receives a packet whose headers did not parse
+    state = DependencyState(2)
+    state.arrive(_arrivals([_arrive("I", 0), _arrive("I", 10)]))
+    state.commit(np.array([True, True]))
+    broken = _arrivals([_arrive("P", 1), _arrive("P", 11)])
+    broken = Arrivals(**{**broken.__dict__, "broken": np.array([True, False])})
+
+    # Execute
+    costs = state.arrive(broken)
+    state.commit(np.array([False, True]))
+    later = state.arrive(_arrivals([_arrive("P", 2), _arrive("P", 12)]))
+    state.commit(np.array([False, False]))
+    key = state.arrive(_arrivals([_arrive("I", 3), _arrive("P", 13)]))
+
+    # Assert: never chosen, and nothing after it decodes until the I picture;
+    # the other stream is unaffected
+    assert costs.tolist() == [np.inf, 1.0]
+    assert later.tolist() == [np.inf, 1.0]
+    assert key.tolist() == [3.0, 2.0]
+
+
+def test_break_stream_refuses_a_bad_stream_or_a_round_in_progress() -> None:
+    state = DependencyState(1)
+    with pytest.raises(ValueError, match="stream is 3; expected 0 <= stream < 1"):
+        state.break_stream(3)
+    state.arrive(_arrivals([_arrive("I", 0)]))
+    with pytest.raises(RuntimeError, match="between arrive"):
+        state.break_stream(0)

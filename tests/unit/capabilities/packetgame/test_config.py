@@ -73,6 +73,25 @@ def test_bad_values_name_key_value_and_expectation(
     assert expected in message
 
 
+@pytest.mark.parametrize("policy", ["packetgame", "packetgame-thesis", "contextual"])
+def test_analytics_with_a_learnt_policy_needs_a_predictor_file(
+    packetgame_config: dict[str, Any], policy: str
+) -> None:
+    # Prepare: no predictor file: the gate would run an untrained network
+    config = {
+        **packetgame_config,
+        "packetgame.mode": "analytics",
+        "packetgame.policy": policy,
+        "packetgame.predictor": "",
+    }
+
+    # Execute / Assert
+    with pytest.raises(ConfigError, match=r"'packetgame\.predictor' is empty"):
+        load_run_settings(config)
+    config["packetgame.policy"] = "temporal"  # no predictor needed
+    assert load_run_settings(config).section.predictor_path() is None  # type: ignore[attr-defined]
+
+
 def test_a_relative_testbed_resolves_against_the_working_directory(
     packetgame_config: dict[str, Any],
     fake_testbed: Path,

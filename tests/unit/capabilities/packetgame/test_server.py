@@ -109,7 +109,10 @@ def test_analytics_mode_skips_training_and_drops_a_failed_node(
     packetgame_config: dict[str, Any], tmp_path: Path
 ) -> None:
     # Prepare
-    settings = _settings(packetgame_config, **{"packetgame.mode": "analytics"})
+    settings = _settings(
+        packetgame_config,
+        **{"packetgame.mode": "analytics", "packetgame.policy": "temporal"},
+    )
     grid = FakeGrid(_edge_server(fail_analytics={2}))
 
     # Execute
@@ -128,7 +131,10 @@ def test_no_analytics_report_fails_the_run(
     packetgame_config: dict[str, Any], tmp_path: Path
 ) -> None:
     # Prepare
-    settings = _settings(packetgame_config, **{"packetgame.mode": "analytics"})
+    settings = _settings(
+        packetgame_config,
+        **{"packetgame.mode": "analytics", "packetgame.policy": "temporal"},
+    )
     grid = FakeGrid(_edge_server(fail_analytics={1, 2}))
 
     # Execute / Assert
