@@ -143,7 +143,11 @@ class TemporalEstimator:
         return 2.0 + math.sqrt(1.5 * self._log_horizon(t))
 
     def selection_counts(self) -> npt.NDArray[np.int64]:
-        """``T_i``: in how many of the last ``w`` rounds each stream was selected."""
+        """``T_i``: each stream's observations in the window.
+
+        With ``memory="rounds"``: in how many of the last ``w`` rounds it was
+        selected; with ``"observations"``: how many of its ``w`` slots are filled.
+        """
         counts: npt.NDArray[np.int64] = self._selected.sum(axis=0, dtype=np.int64)
         return counts
 

@@ -1,4 +1,4 @@
-"""PacketGame on the simulation engine: 2 edge servers train the predictor, gate."""
+"""PacketGame, 2 edge servers: train the predictor, gate; simulation and deployment."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from edgecloud.capabilities.packetgame.predictor_records import (
 )
 from edgecloud.data.testbed import generate_testbed, load_testbed, preset
 from edgecloud.data.testbed.__main__ import main
+from edgecloud.deploy.flwr_cli import FINISHED_COMPLETED
 from edgecloud.local_simulation import run_local_simulations
 from edgecloud.models import load_blackboxes
 from edgecloud.packetgame import count_changed, train_predictor
-from tests.e2e.helpers import read_outputs
+from tests.e2e.helpers import local_federation, read_outputs, run_on
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +103,33 @@ def test_train_rounds_then_analytics_complete_with_metrics(
     assert analytics["status"] == "completed"
     assert [r["round"] for r in analytics["rounds"]] == [1]
     assert analytics["summary"][k.NODES] == 2
+
+
+def test_edge_servers_train_the_predictor_on_a_real_deployment(
+    testbed: Path, tmp_path: Path
+) -> None:
+    # Prepare: a real SuperLink and two SuperNodes on 127.0.0.1, each an edge
+    # server with its own camera from --node-config
+    out = tmp_path / "outputs"
+
+    # Execute: one FedAvg round of the predictor, then the analytics round
+    with local_federation(
+        tmp_path,
+        num_supernodes=2,
+        per_node_config=[{"cameras": "0"}, {"cameras": "1"}],
+    ) as federation:
+        status = run_on(
+            federation,
+            f'capability="packetgame" num-server-rounds=1 '
+            f'packetgame.testbed="{testbed}" packetgame.model="person-counter" '
+            f"packetgame.epochs=1 packetgame.rounds-per-analytics=20 "
+            f'output-dir="{out}"',
+        )
+
+    # Assert: completed; both edge servers trained and gated their own camera
+    assert status["status"] == FINISHED_COMPLETED, status
+    results = read_outputs(out, checkpoints=False)
+    train, analytics = results["rounds"]
+    assert train["train_replies"] == 2
+    assert analytics["extra"][k.FRAMES] == 2 * 20
+    assert (out / k.PREDICTOR_FILE).is_file()
