@@ -7,13 +7,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgecloud.validation import check_positive_int
 
-def check_positive_int(name: str, value: object) -> None:
-    """Raise a ValueError unless ``value`` is an integer >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} is {value!r}; expected a positive integer")
-    if value < 1:
-        raise ValueError(f"{name} is {value}; expected a positive integer")
+__all__ = ["as_bool_mask", "as_nonnegative", "check_budget", "check_positive_int"]
 
 
 def as_bool_mask(
