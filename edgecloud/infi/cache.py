@@ -333,7 +333,7 @@ class HKNNCache:
             unchanged.
         """
         new_keys = _as_embeddings("keys", keys, self.dim).astype(np.float32)  # (B, D)
-        new_values = _as_values("values", values, len(new_keys), self.result_type)
+        new_values = as_results("values", values, len(new_keys), self.result_type)
         evicted = 0
         for key, val in zip(new_keys, new_values, strict=True):
             if self._size < self.capacity:
@@ -400,7 +400,7 @@ def reuse_stream(
         ``(N,)`` bool, True where a cached result was served (filtered).
     """
     emb = _as_embeddings("embeddings", embeddings, cache.dim)  # (N, D)
-    truth = _as_values("results", results, len(emb), cache.result_type)  # (N,)
+    truth = as_results("results", results, len(emb), cache.result_type)  # (N,)
     served = truth.copy()
     reused = np.zeros(len(emb), dtype=np.bool_)
     for i in range(len(emb)):  # sequential: each miss changes later lookups
@@ -442,7 +442,7 @@ def _as_embeddings(
     return rounded.astype(np.float64)
 
 
-def _as_values(
+def as_results(
     name: str, value: npt.ArrayLike, n: int, result_type: ResultType
 ) -> npt.NDArray[Any]:
     """``value`` as ``(n,)`` results: int64 (``"int"``) or finite float64."""

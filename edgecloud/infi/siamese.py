@@ -238,7 +238,7 @@ class InputFilter(nn.Module):
         """
         t1 = torch.from_numpy(np.asarray(e1, dtype=np.float32))
         t2 = torch.from_numpy(np.asarray(e2, dtype=np.float32))
-        with _inference(self):
+        with inference_mode(self):
             out: npt.NDArray[np.float32] = self.reuse_probability(t1, t2).numpy()
         return out
 
@@ -289,7 +289,7 @@ class InputFilter(nn.Module):
         n = input_length("x", batch)
         if n == 0:
             raise ValueError("x has 0 samples; expected at least one")
-        with _inference(self):
+        with inference_mode(self):
             chunks = [
                 fn(take_rows(batch, slice(start, start + batch_size)))
                 for start in range(0, n, batch_size)
@@ -299,7 +299,7 @@ class InputFilter(nn.Module):
 
 
 @contextmanager
-def _inference(module: nn.Module) -> Iterator[None]:
+def inference_mode(module: nn.Module) -> Iterator[None]:
     """Eval mode (no dropout) and no autograd, restoring the previous mode."""
     was_training = module.training
     module.eval()
