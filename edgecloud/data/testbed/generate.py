@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import time
 from collections import Counter
@@ -135,7 +136,12 @@ def generate_testbed(
             results.append(_generate_one(job))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a forked child inherits the caller's threads' state
+        # (a SuperNode's or a test session's gRPC objects), and a gRPC finalizer
+        # run by the child's garbage collector waits forever for a thread the
+        # child does not have (seen: the testbed fixture hung after gRPC tests)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             for result in pool.map(_generate_one, jobs):
                 results.append(result)
                 bar.update()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from edgecloud.data.testbed import (
     load_testbed,
     preset,
 )
+from edgecloud.data.testbed import generate as generate_module
 from edgecloud.data.testbed.generate import ensure_testbed
 from edgecloud.data.testbed.labels import read_object_boxes
 from edgecloud.data.testbed.scene import CameraScene
@@ -242,3 +244,27 @@ def test_missing_or_foreign_manifest_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="expected 'edgecloud-testbed/1'"):
         load_testbed(tmp_path)
+
+
+def test_parallel_generation_spawns_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: record the pool's start method. A forked worker inherits the
+    # caller's gRPC objects, whose finalizer then hangs the worker (seen in CI
+    # after the transport tests; a SuperNode calling ensure_testbed is the same)
+    used: list[str] = []
+    real = generate_module.ProcessPoolExecutor
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        used.append(kwargs["mp_context"].get_start_method())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "ProcessPoolExecutor", recording)
+    cfg = preset("tiny", num_cameras=2, held_out_cameras=0, duration_s=1.0)
+
+    # Execute
+    testbed, _ = generate_testbed(cfg, tmp_path, workers=2, progress=False)
+
+    # Assert
+    assert used == ["spawn"]
+    assert len(testbed.cameras) == 2
