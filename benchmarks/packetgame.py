@@ -189,7 +189,7 @@ def curves(
             CURVE_POLICIES,
             fractions,
             predictors=predictors,
-            split=split,
+            score_from=split,
             rounds=rounds,
             model=_sized(models[task]),
             progress=console.print,

@@ -3,8 +3,8 @@
 :func:`budget_curve` runs policies online
 (:func:`~edgecloud.packetgame.online.run_online`) at budgets given as fractions of
 decoding everything, trains the learnt policies on the past of the cameras (frames
-before ``split``) and scores only their future (frames from ``split`` on, both accuracy
-and decode spent), so no policy is scored on what it was trained on.
+before ``score_from``) and scores only their future (frames from ``score_from`` on,
+both accuracy and decode spent), so no policy is scored on what it was trained on.
 :func:`saving_at_accuracy` reads a curve at a target accuracy (the thesis' "decode saved
 at 90 % accuracy") and :func:`concurrency_gain` turns that into how many more streams a
 fixed decode capacity serves.
@@ -51,7 +51,7 @@ _PREDICTOR_OF = {
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One policy at one budget, scored on the frames from ``split`` on."""
+    """One policy at one budget, scored on the frames from ``score_from`` on."""
 
     task: str
     policy: str
@@ -82,11 +82,11 @@ def train_predictors(
     references: Sequence[IntArray],
     redundancy: Redundancy,
     window: int,
-    split: int,
+    score_from: int,
     epochs: int = 10,
     seed: int = 0,
 ) -> Predictors:
-    """Both predictors, trained on the packets of frames before ``split``."""
+    """Both predictors, trained on the packets of frames before ``score_from``."""
 
     def train(neutral: bool) -> ContextualPredictor:
         return train_predictor(
@@ -98,7 +98,7 @@ def train_predictors(
             seed,
             neutral=neutral,
             references=references,
-            frame_limit=split,
+            frame_limit=score_from,
         )
 
     return Predictors(fused=train(False), neutral=train(True))
@@ -108,9 +108,9 @@ def scored(
     result: OnlineResult,
     decode_all_spent: FloatArray,
     references: Sequence[IntArray],
-    split: int,
+    score_from: int,
 ) -> tuple[float, float]:
-    """``(accuracy, saved)`` of ``result`` over frames and rounds from ``split`` on.
+    """``(accuracy, saved)`` of ``result`` over the frames and rounds ``score_from`` on.
 
     Accuracy: the share of those frames served the reference result; saved:
     ``1 - spent / decode-all's spent`` over the same rounds
@@ -119,10 +119,10 @@ def scored(
     hits = frames = 0
     for served, ref in zip(result.served, references, strict=True):
         end = min(len(served), len(ref), result.rounds)
-        hits += int(np.sum(served[split:end] == ref[split:end]))
-        frames += max(0, end - split)
-    spent = float(result.spent_per_round[split:].sum())
-    full = float(decode_all_spent[split:].sum())
+        hits += int(np.sum(served[score_from:end] == ref[score_from:end]))
+        frames += max(0, end - score_from)
+    spent = float(result.spent_per_round[score_from:].sum())
+    full = float(decode_all_spent[score_from:].sum())
     accuracy = hits / frames if frames else 1.0
     return accuracy, (1.0 - spent / full if full > 0 else 0.0)
 
@@ -137,7 +137,7 @@ def budget_curve(
     fractions: Sequence[float],
     *,
     predictors: Predictors | None = None,
-    split: int,
+    score_from: int,
     rounds: int | None = None,
     window: int = 5,
     model: FrameModel | None = None,
@@ -167,7 +167,7 @@ def budget_curve(
         Budgets as fractions (> 0) of decode-everything's mean cost per round.
     predictors : Predictors | None
         Needed when a learnt policy is asked for.
-    split : int
+    score_from : int
         First scored frame and round (train on frames before it).
     rounds : int | None
         Rounds to run (``None``: until the streams end).
@@ -197,10 +197,10 @@ def budget_curve(
         On an unknown policy, a fraction <= 0, a learnt policy without
         ``predictors``, or Reducto without ``model``.
     """
-    _check_curve_args(policies, fractions, predictors, split, model)
+    _check_curve_args(policies, fractions, predictors, score_from, model)
     common = _Common(
         task, tuple(cameras), tuple(references), redundancy, costs, predictors,
-        split, rounds, window, model, bucket, per_round=1.0, decode_all=None,
+        score_from, rounds, window, model, bucket, per_round=1.0, decode_all=None,
     )  # fmt: skip
     decode_all_point, decode_all = _run_point(common, "decode-all", 1.0)
     per_round = decode_all.decode_all_cost / max(decode_all.rounds, 1)
@@ -247,7 +247,7 @@ class _Common:
     redundancy: Redundancy
     costs: DecodeCosts
     predictors: Predictors | None
-    split: int
+    score_from: int
     rounds: int | None
     window: int
     model: FrameModel | None
@@ -305,7 +305,7 @@ def _run_point(
     )
     wall = time.perf_counter() - start
     full = result.spent_per_round if common.decode_all is None else common.decode_all
-    accuracy, saved = scored(result, full, common.references, common.split)
+    accuracy, saved = scored(result, full, common.references, common.score_from)
     point = CurvePoint(
         task=common.task,
         policy=name,
@@ -330,10 +330,10 @@ def _check_curve_args(
     policies: Sequence[str],
     fractions: Sequence[float],
     predictors: Predictors | None,
-    split: int,
+    score_from: int,
     model: FrameModel | None,
 ) -> None:
-    check_positive_int("split", split)
+    check_positive_int("score_from", score_from)
     for fraction in fractions:
         if not (math.isfinite(fraction) and fraction > 0):
             raise ValueError(f"fraction {fraction} invalid; expected a number > 0")

@@ -21,6 +21,7 @@ OTHER_MEANINGS = {
     ("edgecloud/data/testbed/readers.py", "split"),
     # the algorithm library's name for the full gate (policy / gate mode)
     ("edgecloud/packetgame/decision.py", "packetgame"),
+    ("edgecloud/packetgame/evaluation.py", "packetgame"),
     ("edgecloud/packetgame/policies.py", "packetgame"),
     ("edgecloud/packetgame/replay.py", "packetgame"),
 }

@@ -330,7 +330,7 @@ def test_budget_curves_score_the_second_half_only(bed: Bed) -> None:
         ["random", "packetgame", "reducto", "oracle"],
         [0.3, 0.8],
         predictors=evaluation.Predictors(bed.predictor, bed.neutral_predictor),
-        split=30,
+        score_from=30,
         model=MODEL,
     )
 
