@@ -110,7 +110,7 @@ def scored(
     references: Sequence[IntArray],
     score_from: int,
 ) -> tuple[float, float]:
-    """``(accuracy, saved)`` of ``result`` over the frames and rounds ``score_from`` on.
+    """``(accuracy, saved)`` of ``result`` on the frames and rounds >= ``score_from``.
 
     Accuracy: the share of those frames served the reference result; saved:
     ``1 - spent / decode-all's spent`` over the same rounds
