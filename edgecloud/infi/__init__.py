@@ -6,8 +6,10 @@ define which inputs are useless (skip) and which can take a cached result
 modality (:mod:`.features`) embed inputs; ``sigmoid(w . |e1 - e2| + b)`` says
 whether two inputs share a result, and skip is reuse of the null input's NONE
 result. :mod:`.training` fits them on labels the black box produces,
-:mod:`.cache` holds reusable results behind an H-KNN lookup, and
-:mod:`.thresholds` picks operating points for a target accuracy. No flwr import.
+:mod:`.cache` holds reusable results behind an H-KNN lookup,
+:mod:`.thresholds` picks operating points for a target accuracy,
+:mod:`.serving` puts a model behind them (falling back to the model when the
+filter fails) and :mod:`.active` updates a filter online. No flwr import.
 """
 
 from edgecloud.infi.cache import CacheStats, HKNNCache, Lookup, reuse_stream
@@ -28,6 +30,7 @@ from edgecloud.infi.redundancy import (
     unchanged_result,
     zero_count,
 )
+from edgecloud.infi.serving import FilteredModel, Served
 from edgecloud.infi.siamese import InputFilter, null_input
 from edgecloud.infi.thresholds import (
     NoOperatingPointError,
@@ -42,6 +45,7 @@ __all__ = [
     "MODALITIES",
     "CacheStats",
     "FeatureNetwork",
+    "FilteredModel",
     "HKNNCache",
     "InputFilter",
     "Lookup",
@@ -49,6 +53,7 @@ __all__ = [
     "OperatingPoint",
     "PairwiseRedundancy",
     "Redundancy",
+    "Served",
     "bounded_regression",
     "choose_reuse_threshold",
     "choose_skip_threshold",
