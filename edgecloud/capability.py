@@ -16,6 +16,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 
 from edgecloud.capabilities.fl import FL
+from edgecloud.capabilities.infi import INFI
 from edgecloud.capabilities.packetgame import PACKETGAME
 from edgecloud.capabilities.split import SPLIT
 from edgecloud.capabilities.stip import STIP
@@ -54,7 +55,9 @@ class Capability(Protocol):
         """Register its message handlers (and their mods) on the ClientApp."""
 
 
-CAPABILITIES: dict[str, Capability] = {c.name: c for c in (FL, SPLIT, STIP, PACKETGAME)}
+CAPABILITIES: dict[str, Capability] = {
+    c.name: c for c in (FL, SPLIT, STIP, PACKETGAME, INFI)
+}
 
 
 def sections() -> dict[str, type[Section]]:

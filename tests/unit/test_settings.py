@@ -48,6 +48,9 @@ def test_each_section_validates_alone(
     if capability == "packetgame":  # nor a generated default testbed
         own["packetgame.testbed"] = str(fake_testbed)
         own["packetgame.model"] = "person-counter"
+    if capability == "infi":
+        own["infi.testbed"] = str(fake_testbed)
+        own["infi.task"] = "person-count"  # the black box the fake testbed has
 
     # Execute
     settings = load_settings(own, sections())
