@@ -39,6 +39,7 @@ Usage: ``python benchmarks/infi.py [--testbed testbed-data/default]
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -91,7 +92,6 @@ from edgecloud.infi.redundancy import Redundancy
 from edgecloud.infi.serving import FilteredModel
 from edgecloud.infi.thresholds import (
     NoOperatingPointError,
-    OperatingPoint,
     choose_threshold,
     reuse_evaluation,
     skip_operating_point,
@@ -169,11 +169,23 @@ class Task:
 
 
 class Trunk(nn.Module):
-    """A black box's conv stages as a frozen extractor of uint8-valued frames."""
+    """A black box's conv stages as a frozen extractor of uint8-valued frames.
+
+    A copy, always in eval mode: FilterForward restores its extractor's mode
+    after each use, and a shared module put back into train mode would switch
+    the black box's BatchNorm layers to batch statistics (and update their
+    running statistics), silently changing every later output of the black box.
+    """
 
     def __init__(self, model: BlackBoxModel, stages: int) -> None:
         super().__init__()
-        self.stages = model.net.features[:stages]
+        self.stages = copy.deepcopy(model.net.features[:stages]).eval()
+
+    def train(self, mode: bool = True) -> Trunk:
+        """Keep the copied stages in eval mode whatever the caller asks."""
+        super().train(mode)
+        self.stages.eval()
+        return self
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, 3, 120, 160)`` floats in [0, 255] -> ``(B, C, h, w)`` maps."""
@@ -235,15 +247,24 @@ def frame_task(
 
 
 def video_task(
-    samples: FrameSamples, models: dict[str, BlackBoxModel], window: int = 4
+    samples: FrameSamples,
+    models: dict[str, BlackBoxModel],
+    window: int = 4,
+    every_clip: int = 2,
 ) -> Task:
-    """Clips of ``window`` consecutive samples, labelled on their last frame."""
+    """Clips of ``window`` consecutive samples, labelled on their last frame.
+
+    Every ``every_clip``-th clip is kept (a clip costs ``window`` frames of
+    filter compute).
+    """
     outputs_all = run_model(models["event-detector"], samples.images)
     frames = small(samples.images)
     rows = [
         i
         for i in range(len(samples))
-        if i >= window - 1 and samples.camera[i - window + 1] == samples.camera[i]
+        if i >= window - 1
+        and samples.camera[i - window + 1] == samples.camera[i]
+        and i % every_clip == 0
     ]
     idx = np.asarray(rows)
     clips = np.stack([frames[i - window + 1 : i + 1] for i in rows])  # (N, T, 3, H, W)
@@ -332,7 +353,13 @@ def cut_task(samples: FrameSamples, models: dict[str, BlackBoxModel]) -> Task:
 # ======================================================================== methods
 @dataclass
 class Score:
-    """A method's operating point chosen on validation and applied to test."""
+    """A method's filter rate at the target on test, and deployed from validation.
+
+    ``swept_rate``: the largest test filter rate whose test accuracy is >= the
+    target over the method's whole threshold grid (the thesis' sweep, §3.5.2);
+    ``filter_rate`` / ``accuracy``: the threshold chosen on validation applied to
+    test (what a deployment gets; its accuracy may land below the target).
+    """
 
     method: str
     filter_rate: float = math.nan
@@ -341,6 +368,7 @@ class Score:
     threshold: float = math.nan
     note: str = ""
     seconds: float = 0.0
+    swept_rate: float = math.nan
 
     def row(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -362,9 +390,9 @@ def infi_skip(task: Task, epochs: int) -> tuple[Score, InputFilter]:
     chosen = choose_skip_threshold(
         net.predict_skip(task.inputs[va])[:, 0], task.redundant[va], TARGET
     )
-    test = skip_operating_point(
-        net.predict_skip(task.inputs[te])[:, 0], task.redundant[te], chosen.threshold
-    )
+    prob = net.predict_skip(task.inputs[te])[:, 0]
+    test = skip_operating_point(prob, task.redundant[te], chosen.threshold)
+    swept = choose_skip_threshold(prob, task.redundant[te], TARGET)
     return (
         Score(
             "InFi-Skip",
@@ -373,6 +401,7 @@ def infi_skip(task: Task, epochs: int) -> tuple[Score, InputFilter]:
             chosen.filter_rate,
             chosen.threshold,
             seconds=time.perf_counter() - started,
+            swept_rate=swept.filter_rate,
         ),
         net,
     )
@@ -394,17 +423,25 @@ def reuse_score(
 ) -> Score:
     """Choose on validation with ``serve_part("val")``, then score on test."""
     va, te = task.parts["val"], task.parts["test"]
+    on_test = reuse_evaluation(serve_part("test"), task.outputs[te])
+    try:
+        swept = choose_threshold(grid, on_test, TARGET).filter_rate
+    except NoOperatingPointError:
+        swept = 0.0
     try:
         chosen = choose_threshold(
             grid, reuse_evaluation(serve_part("val"), task.outputs[va]), TARGET
         )
     except NoOperatingPointError:
-        chosen = OperatingPoint(math.nan, 0.0, math.nan)
-    if math.isnan(chosen.threshold):
-        return Score(name, 0.0, 1.0, 0.0, note="no threshold reaches the target")
-    rate, accuracy = reuse_evaluation(serve_part("test"), task.outputs[te])(
-        chosen.threshold
-    )
+        return Score(
+            name,
+            0.0,
+            1.0,
+            0.0,
+            note="no threshold reaches the target",
+            swept_rate=swept,
+        )
+    rate, accuracy = on_test(chosen.threshold)
     return Score(
         name,
         rate,
@@ -412,6 +449,7 @@ def reuse_score(
         chosen.filter_rate,
         chosen.threshold,
         seconds=time.perf_counter() - started,
+        swept_rate=swept,
     )
 
 
@@ -425,7 +463,7 @@ def infi_reuse(task: Task, epochs: int) -> tuple[Score, InputFilter]:
         task.inputs[tr],
         task.outputs[tr],
         epochs=epochs,
-        pairs_per_epoch=2 * int(tr.sum()),
+        pairs_per_epoch=int(tr.sum()),
         seed=1,
     )
     embeddings = net.predict_embeddings(task.inputs)
@@ -483,7 +521,14 @@ def reducto(task: Task) -> Score:
         if best is None or point.filter_rate > best[0]:
             best = (point.filter_rate, feature)
     if best is None:
-        return Score("Reducto", 0.0, 1.0, 0.0, note="no threshold reaches the target")
+        return Score(
+            "Reducto",
+            0.0,
+            1.0,
+            0.0,
+            note="no threshold reaches the target",
+            swept_rate=0.0,
+        )
     feature = best[1]
     score = reuse_score(
         "Reducto",
@@ -513,9 +558,8 @@ def filterforward(task: Task, epochs: int) -> Score:
     chosen = choose_skip_threshold(
         ff.skip_probability(maps[va]), task.redundant[va], TARGET
     )
-    test = skip_operating_point(
-        ff.skip_probability(maps[te]), task.redundant[te], chosen.threshold
-    )
+    prob = ff.skip_probability(maps[te])
+    test = skip_operating_point(prob, task.redundant[te], chosen.threshold)
     return Score(
         "FilterForward",
         test.filter_rate,
@@ -524,6 +568,7 @@ def filterforward(task: Task, epochs: int) -> Score:
         chosen.threshold,
         note=task.ff_note,
         seconds=time.perf_counter() - started,
+        swept_rate=choose_skip_threshold(prob, task.redundant[te], TARGET).filter_rate,
     )
 
 
@@ -614,15 +659,17 @@ def filterability(
                 "meaning": meaning,
                 "r_n": task.r_n,
                 "optimum": optimum,
-                "filter_rate": score.filter_rate,
-                "accuracy": score.accuracy,
-                "ratio": score.filter_rate / optimum if optimum else math.nan,
+                "filter_rate": score.swept_rate,
+                "ratio": score.swept_rate / optimum if optimum else math.nan,
+                "deployed_rate": score.filter_rate,
+                "deployed_accuracy": score.accuracy,
             }
         )
         console.print(
-            f"  filterability {name}: r_N {task.r_n:.3f}, rate {score.filter_rate:.3f}"
-            f" of optimum {optimum:.3f} (ratio {rows[-1]['ratio']:.2f}), "
-            f"accuracy {score.accuracy:.3f}"
+            f"  filterability {name}: r_N {task.r_n:.3f}, rate at 90 % "
+            f"{score.swept_rate:.3f} of optimum {optimum:.3f} (ratio "
+            f"{rows[-1]['ratio']:.2f}); deployed {score.filter_rate:.3f} @ "
+            f"{score.accuracy:.3f}"
         )
     return rows
 
@@ -742,7 +789,7 @@ def plot_rates(report: dict[str, Any], path: Path) -> None:
         label="optimum",
     )
     ax.set_xticks(np.arange(len(tasks)), tasks)
-    ax.set_ylabel("filter rate at 90 % accuracy (test)")
+    ax.set_ylabel("filter rate at 90 % accuracy (test sweep)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -890,8 +937,9 @@ def evaluate_task(task: Task, epochs: int) -> tuple[dict[str, Any], InputFilter]
     scores.append(foggycache(task))
     for s in scores:
         console.print(
-            f"  {s.method:13s} rate {s.filter_rate:.3f} (val {s.val_filter_rate:.3f}) "
-            f"accuracy {s.accuracy:.3f} {s.note} [{s.seconds:.0f} s]"
+            f"  {s.method:13s} at 90 % on test {s.swept_rate:.3f}; deployed: rate "
+            f"{s.filter_rate:.3f} (val {s.val_filter_rate:.3f}) accuracy "
+            f"{s.accuracy:.3f} {s.note} [{s.seconds:.0f} s]"
         )
     return {
         "modality": task.modality,
@@ -1003,6 +1051,14 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  {name:9s} {c.summary()}")
         plot_active(curves, args.out / "infi-active.png")
 
+    if "image-vehicles" in built:  # the black boxes must not have changed meanwhile
+        again = run_model(models["vehicle-counter"], samples.images)
+        if not np.array_equal(again, built["image-vehicles"].outputs):
+            print(
+                "error: the vehicle counter's outputs changed during the run",
+                file=sys.stderr,
+            )
+            return 1
     report["overhead"] = overhead_table(built, nets, models)
     report["seconds"] = time.perf_counter() - started
     write(report, args.out)
@@ -1040,44 +1096,27 @@ def overhead_table(
 def write(report: dict[str, Any], out: Path) -> None:
     """``infi.json`` and ``infi-filter-rates.csv`` (one row per task and method)."""
     (out / "infi.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    columns = ["swept_rate", "filter_rate", "accuracy", "val_filter_rate", "threshold"]
     with (out / "infi-filter-rates.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            [
-                "task",
-                "modality",
-                "r_n",
-                "optimum",
-                "method",
-                "filter_rate",
-                "accuracy",
-                "val_filter_rate",
-                "threshold",
-                "note",
-            ]
+            ["task", "modality", "r_n", "optimum", "method", *columns, "note"]
         )
         for name, entry in report["tasks"].items():
             for s in entry["scores"]:
+                head = [name, entry["modality"], entry["r_n"], entry["optimum"]]
                 writer.writerow(
-                    [
-                        name,
-                        entry["modality"],
-                        entry["r_n"],
-                        entry["optimum"],
-                        s["method"],
-                        s["filter_rate"],
-                        s["accuracy"],
-                        s["val_filter_rate"],
-                        s["threshold"],
-                        s["note"],
-                    ]
+                    [*head, s["method"], *(s[c] for c in columns), s["note"]]
                 )
 
 
 def print_tables(report: dict[str, Any]) -> None:
     """The filter-rate table (ratio to the optimum) and the overhead table."""
     methods = ["InFi-Skip", "InFi-Reuse", "FilterForward", "Reducto", "FoggyCache"]
-    table = Table(title="filter rate at 90 % accuracy (test part; / optimum)")
+    table = Table(
+        title="filter rate at 90 % accuracy on the test part (/ optimum); "
+        "deployed: threshold from validation -> test rate @ accuracy"
+    )
     table.add_column("task")
     table.add_column("r_N", justify="right")
     table.add_column("optimum", justify="right")
@@ -1087,14 +1126,13 @@ def print_tables(report: dict[str, Any]) -> None:
         cells = []
         for m in methods:
             s = next(s for s in entry["scores"] if s["method"] == m)
-            if math.isnan(s["filter_rate"]):
+            if math.isnan(s["swept_rate"]):
                 cells.append("n/a")
                 continue
-            ratio = s["filter_rate"] / entry["optimum"]
-            missed = s["accuracy"] < TARGET - 1e-9
+            ratio = s["swept_rate"] / entry["optimum"]
             cells.append(
-                f"{s['filter_rate']:.3f} ({ratio:.2f})"
-                + (f" acc {s['accuracy']:.3f}" if missed else "")
+                f"{s['swept_rate']:.3f} ({ratio:.2f})\n"
+                f"{s['filter_rate']:.3f} @ {s['accuracy']:.3f}"
             )
         table.add_row(name, f"{entry['r_n']:.3f}", f"{entry['optimum']:.3f}", *cells)
     console.print(table)
