@@ -28,8 +28,9 @@ from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 
 from edgecloud.capabilities.infi import keys as k
-from edgecloud.capabilities.infi.config import MODELS_DIR, InfiConfig
+from edgecloud.capabilities.infi.config import InfiConfig
 from edgecloud.capabilities.packetgame.client import node_cameras
+from edgecloud.capabilities.testbed_section import MODELS_DIR
 from edgecloud.settings import NodeConfig, RunSettings, load_client_settings
 from edgecloud.workflow.keys import (
     ARRAYS,

@@ -22,7 +22,8 @@ from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 
 from edgecloud.capabilities.packetgame import keys as k
-from edgecloud.capabilities.packetgame.config import MODELS_DIR, PacketGameConfig
+from edgecloud.capabilities.packetgame.config import PacketGameConfig
+from edgecloud.capabilities.testbed_section import MODELS_DIR
 from edgecloud.exceptions import ConfigError
 from edgecloud.settings import NodeConfig, RunSettings, load_client_settings
 from edgecloud.workflow.keys import (

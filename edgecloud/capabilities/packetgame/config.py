@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from edgecloud.capabilities.testbed_section import TestbedSection, resolve_path
 from edgecloud.exceptions import ConfigError
-from edgecloud.settings import (
-    CLIENT,
-    NODE,
-    CommonSettings,
-    Count,
-    NonEmpty,
-    Positive,
-    Section,
-)
+from edgecloud.settings import CLIENT, CommonSettings, Count, NonEmpty, Positive
 
-MODELS_DIR = "models"  # black boxes live in <testbed>/models/<name>/
-_FRAME_SIZE = re.compile(r"^(\d+)x(\d+)$")
-_GENERATE = "python -m edgecloud.data.testbed generate --out <dir>"
-_TRAIN_MODELS = "python -m edgecloud.data.testbed train-models --testbed <dir>"
 # policies that gate with a trained predictor
 LEARNT = ("packetgame", "packetgame-thesis", "contextual")
 
 
-class PacketGameConfig(Section):
+class PacketGameConfig(TestbedSection):
     """Federated predictor training and live analytics (``capability="packetgame"``).
 
     ``mode="train"`` trains the contextual predictor with FedAvg over
@@ -48,7 +36,6 @@ class PacketGameConfig(Section):
     # No mode_field: "train" is also a Flower message category and a camera split.
 
     mode: Literal["train", "analytics"]
-    testbed: Annotated[NonEmpty, NODE]
     model: Annotated[NonEmpty, CLIENT]
     redundancy: Annotated[Literal["count-changed", "event-present"], CLIENT]
     window: Annotated[Count, CLIENT]
@@ -57,7 +44,6 @@ class PacketGameConfig(Section):
     lr: Annotated[Positive, CLIENT]
     policy: Annotated[str, CLIENT]
     rounds_per_analytics: Annotated[Count, CLIENT]
-    frame_size: Annotated[str, CLIENT]
     predictor: str
 
     def check(self, common: CommonSettings) -> None:
@@ -80,20 +66,7 @@ class PacketGameConfig(Section):
 
     def check_server(self, common: CommonSettings) -> None:
         """The testbed, its black box and the predictor file exist on the server."""
-        from edgecloud.models.blackbox import META_FILE
-
-        root = self.testbed_path()
-        meta = root / MODELS_DIR / self.model / META_FILE
-        if not meta.is_file():
-            available = sorted(
-                p.parent.name for p in (root / MODELS_DIR).glob(f"*/{META_FILE}")
-            )
-            choices = ", ".join(available) or f"none yet (run '{_TRAIN_MODELS}')"
-            raise ConfigError(
-                f"run-config key '{self.key_of('model')}' has value {self.model!r}, "
-                f"but {meta} does not exist; expected a black box under "
-                f"{root / MODELS_DIR}: {choices}"
-            )
+        meta = self.black_box_meta("model", self.model)
         slots = json.loads(meta.read_text()).get("spec", {}).get("slots", 1)
         if slots != 1:
             raise ConfigError(
@@ -111,35 +84,6 @@ class PacketGameConfig(Section):
                     '(<output-dir>/packetgame-predictor.pt) or ""'
                 )
 
-    @property
-    def size(self) -> tuple[int, int]:
-        """``frame-size`` as ``(w, h)``."""
-        match = _FRAME_SIZE.match(self.frame_size)
-        if match is None or min(int(match[1]), int(match[2])) < 1:
-            raise ConfigError(
-                f"run-config key '{self.key_of('frame_size')}' has value "
-                f"{self.frame_size!r}; expected WIDTHxHEIGHT in pixels, e.g. '160x120'"
-            )
-        return int(match[1]), int(match[2])
-
-    def testbed_path(self, source: str = "run-config") -> Path:
-        """``testbed`` resolved, with a manifest (ConfigError naming the key if not)."""
-        from edgecloud.data.testbed.readers import MANIFEST
-
-        resolved = _resolve(self.testbed)
-        if not (resolved / MANIFEST).is_file():
-            raise ConfigError(
-                f"{source} key '{self.key_of('testbed')}' has value "
-                f"{self.testbed!r} (resolved to {resolved}), which holds no "
-                f"{MANIFEST}; expected a generated testbed ({_GENERATE})"
-            )
-        return resolved
-
     def predictor_path(self) -> Path | None:
         """``predictor`` resolved, or None when it is ``""``."""
-        return _resolve(self.predictor) if self.predictor else None
-
-
-def _resolve(value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else Path.cwd() / path
+        return resolve_path(self.predictor) if self.predictor else None
