@@ -1,6 +1,8 @@
-"""A ClientApp's local data: this node's partition (or its own cameras) of the task."""
+"""A ClientApp's local data: its partition of the task, or its own testbed cameras."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from edgecloud.exceptions import ConfigError
 from edgecloud.settings import CommonSettings, NodeConfig
@@ -36,3 +38,35 @@ def load_node_data(common: CommonSettings, node: NodeConfig) -> ClientData:
         common.data_path,
         common.data_download,
     )
+
+
+def node_cameras(root: Path, node: NodeConfig) -> tuple[int, ...]:
+    """The node's own cameras, else the training cameras dealt round-robin.
+
+    Raises
+    ------
+    ConfigError
+        If the node gets no camera, or names one the testbed lacks.
+    """
+    from edgecloud.data.testbed import load_testbed
+
+    testbed = load_testbed(root)
+    known = sorted(c.camera_id for c in testbed.cameras)
+    if node.cameras is not None:
+        unknown = sorted(set(node.cameras) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"node config key 'cameras' has value {list(node.cameras)}, but "
+                f"testbed {root} lacks {unknown}; expected ids among {known}"
+            )
+        return node.cameras
+    train = sorted(c.camera_id for c in testbed.cameras if c.split == "train")
+    mine = tuple(train[node.partition_id :: node.num_partitions])
+    if not mine:
+        raise ConfigError(
+            f"partition-id {node.partition_id} of {node.num_partitions} gets none "
+            f"of testbed {root}'s {len(train)} training cameras {train}; expected "
+            "at most as many SuperNodes as training cameras, or 'cameras' in the "
+            "node config"
+        )
+    return mine

@@ -29,9 +29,9 @@ from flwr.common.logger import log
 
 from edgecloud.capabilities.infi import keys as k
 from edgecloud.capabilities.infi.config import InfiConfig
-from edgecloud.capabilities.packetgame.client import node_cameras
 from edgecloud.capabilities.testbed_section import MODELS_DIR
 from edgecloud.settings import NodeConfig, RunSettings, load_client_settings
+from edgecloud.workflow.client_data import node_cameras
 from edgecloud.workflow.keys import (
     ARRAYS,
     CONFIG,

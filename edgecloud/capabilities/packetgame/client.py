@@ -24,8 +24,8 @@ from flwr.common.logger import log
 from edgecloud.capabilities.packetgame import keys as k
 from edgecloud.capabilities.packetgame.config import PacketGameConfig
 from edgecloud.capabilities.testbed_section import MODELS_DIR
-from edgecloud.exceptions import ConfigError
 from edgecloud.settings import NodeConfig, RunSettings, load_client_settings
+from edgecloud.workflow.client_data import node_cameras
 from edgecloud.workflow.keys import (
     ARRAYS,
     CONFIG,
@@ -188,38 +188,6 @@ def _edge(
     )
     root = config.testbed_path(source)
     return settings, node, root, node_cameras(root, node)
-
-
-def node_cameras(root: Path, node: NodeConfig) -> tuple[int, ...]:
-    """The node's own cameras, else the training cameras dealt round-robin.
-
-    Raises
-    ------
-    ConfigError
-        If the node gets no camera, or names one the testbed lacks.
-    """
-    from edgecloud.data.testbed import load_testbed
-
-    testbed = load_testbed(root)
-    known = sorted(c.camera_id for c in testbed.cameras)
-    if node.cameras is not None:
-        unknown = sorted(set(node.cameras) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"node config key 'cameras' has value {list(node.cameras)}, but "
-                f"testbed {root} lacks {unknown}; expected ids among {known}"
-            )
-        return node.cameras
-    train = sorted(c.camera_id for c in testbed.cameras if c.split == "train")
-    mine = tuple(train[node.partition_id :: node.num_partitions])
-    if not mine:
-        raise ConfigError(
-            f"partition-id {node.partition_id} of {node.num_partitions} gets none "
-            f"of testbed {root}'s {len(train)} training cameras {train}; expected "
-            "at most as many SuperNodes as training cameras, or 'cameras' in the "
-            "node config"
-        )
-    return mine
 
 
 # ------------------------------------------------------------------ cached per process
