@@ -43,7 +43,6 @@ import copy
 import csv
 import json
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -59,7 +58,6 @@ import torch.nn.functional as F  # noqa: N812
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from edgecloud.data.testbed import Testbed, ensure_testbed, generate_testbed, preset
 from edgecloud.data.testbed.samples import MODEL_INPUT, FrameSamples, load_samples
@@ -74,7 +72,6 @@ from edgecloud.infi import (
     fit_reuse,
     fit_skip,
     optimal_filter_rate,
-    parameter_count,
     reuse_stream,
     zero_count,
 )
@@ -573,28 +570,6 @@ def filterforward(task: Task, epochs: int) -> Score:
 
 
 # ====================================================================== overhead
-def overhead(
-    module: nn.Module, example: torch.Tensor, repeats: int = 30
-) -> dict[str, float]:
-    """Parameters, FLOPs and median batch-1 latency (ms) of ``module(example)``."""
-    module.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(example)
-    with torch.no_grad():
-        for _ in range(5):
-            module(example)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            module(example)
-            times.append(time.perf_counter() - start)
-    return {
-        "parameters": float(parameter_count(module)),
-        "flops": float(counter.get_total_flops()),
-        "latency_ms": statistics.median(times) * 1000,
-    }
-
-
 class SkipHead(nn.Module):
     """An InFi filter's skip path as one module, for counting and timing."""
 
@@ -1077,10 +1052,14 @@ def overhead_table(
     rows = []
     for name, task in built.items():
         example = torch.from_numpy(task.inputs[:1])
+        cost = measure_cost(SkipHead(nets[name]), example=example)
         row = {
             "task": name,
             "filter": "InFi-Skip",
-            **overhead(SkipHead(nets[name]), example),
+            "parameters": float(cost.parameters),
+            "flops": float(cost.flops),
+            "latency_ms": cost.latency_ms,
+            "peak_memory_bytes": float(cost.peak_memory_bytes),
         }
         if task.model in models:
             cost = measure_cost(models[task.model].net)
@@ -1088,6 +1067,7 @@ def overhead_table(
                 model_parameters=float(cost.parameters),
                 model_flops=float(cost.flops),
                 model_latency_ms=cost.latency_ms,
+                model_peak_memory_bytes=float(cost.peak_memory_bytes),
             )
         rows.append(row)
     return rows

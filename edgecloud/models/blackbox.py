@@ -50,10 +50,20 @@ class ModelCost:
     latency_ms: float
 
 
-def measure_cost(net: torch.nn.Module, repeats: int = 30) -> ModelCost:
-    """Count and time ``net`` on one input frame of the black-box size."""
+def measure_cost(
+    net: torch.nn.Module, repeats: int = 30, example: torch.Tensor | None = None
+) -> ModelCost:
+    """Count and time ``net`` on one input.
+
+    ``example`` is that input (a batch of one); by default an all-zero frame of
+    the black-box size.
+    """
     net.eval()
-    frame = torch.zeros((1, *input_shape()), dtype=torch.uint8)
+    frame = (
+        torch.zeros((1, *input_shape()), dtype=torch.uint8)
+        if example is None
+        else example
+    )
     activation_bytes = 0
 
     def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
