@@ -216,14 +216,17 @@ def small(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
 def frame_task(
     name: str,
     samples: FrameSamples,
+    inputs: npt.NDArray[np.float32],
     models: dict[str, BlackBoxModel],
     model: str,
     other: str,
     measure: Redundancy,
 ) -> Task:
-    """Image modality: frames at 80x60 for the filter, the black box at 160x120."""
+    """Image modality: the black box at 160x120, the filter on ``inputs``.
+
+    ``inputs`` are the samples through :func:`small`.
+    """
     outputs = run_model(models[model], samples.images)
-    inputs = small(samples.images)
     trunk = Trunk(models[other], 4)
     return Task(
         name=name,
@@ -245,6 +248,7 @@ def frame_task(
 
 def video_task(
     samples: FrameSamples,
+    frames: npt.NDArray[np.float32],
     models: dict[str, BlackBoxModel],
     window: int = 4,
     every_clip: int = 2,
@@ -255,7 +259,6 @@ def video_task(
     filter compute).
     """
     outputs_all = run_model(models["event-detector"], samples.images)
-    frames = small(samples.images)
     rows = [
         i
         for i in range(len(samples))
@@ -584,7 +587,10 @@ class SkipHead(nn.Module):
 
 # ================================================================ filterability
 def filterability(
-    samples: FrameSamples, models: dict[str, BlackBoxModel], epochs: int
+    samples: FrameSamples,
+    inputs: npt.NDArray[np.float32],
+    models: dict[str, BlackBoxModel],
+    epochs: int,
 ) -> list[dict[str, Any]]:
     """InFi-Skip's achieved/optimal ratio per redundancy measure, one model."""
     model = models["vehicle-counter"]
@@ -625,7 +631,7 @@ def filterability(
     }
     rows = []
     for name, (meaning, redundant) in measures.items():
-        task = frame_task_from(samples, counts, redundant)
+        task = frame_task_from(samples, inputs, counts, redundant)
         score, _ = infi_skip(task, epochs)
         optimum = optimal_filter_rate(TARGET, task.r_n)
         rows.append(
@@ -650,10 +656,12 @@ def filterability(
 
 
 def frame_task_from(
-    samples: FrameSamples, outputs: np.ndarray, redundant: np.ndarray
+    samples: FrameSamples,
+    inputs: npt.NDArray[np.float32],
+    outputs: np.ndarray,
+    redundant: np.ndarray,
 ) -> Task:
     """An image task with given outputs and skip labels (no baselines)."""
-    inputs = small(samples.images)
     return Task(
         name="filterability",
         modality="image",
@@ -928,19 +936,38 @@ def evaluate_task(task: Task, epochs: int) -> tuple[dict[str, Any], InputFilter]
 
 
 def build_task(
-    name: str, samples: FrameSamples, models: dict[str, BlackBoxModel]
+    name: str,
+    samples: FrameSamples,
+    inputs: npt.NDArray[np.float32],
+    models: dict[str, BlackBoxModel],
 ) -> Task:
-    """The task called ``name`` (one of :data:`TASK_NAMES`)."""
+    """The task called ``name`` (one of :data:`TASK_NAMES`).
+
+    ``inputs`` are the samples as the filters see them (:func:`small`, computed
+    once per run).
+    """
     if name == "image-vehicles":
         return frame_task(
-            name, samples, models, "vehicle-counter", "person-counter", zero_count()
+            name,
+            samples,
+            inputs,
+            models,
+            "vehicle-counter",
+            "person-counter",
+            zero_count(),
         )
     if name == "image-persons":
         return frame_task(
-            name, samples, models, "person-counter", "vehicle-counter", zero_count()
+            name,
+            samples,
+            inputs,
+            models,
+            "person-counter",
+            "vehicle-counter",
+            zero_count(),
         )
     if name == "video-events":
-        return video_task(samples, models)
+        return video_task(samples, inputs, models)
     if name == "audio-events":
         cfg = preset("small", audio=True, duration_s=300.0, events_per_hour=600.0)
         if (AUDIO_TESTBED / "manifest.json").is_file():
@@ -994,18 +1021,21 @@ def main(argv: list[str] | None = None) -> int:
     samples = load_samples(testbed, cameras, every=5)
     samples = samples.select(np.arange(0, len(samples), args.every // 5))
     console.print(f"{len(samples)} frames of {len(testbed.cameras)} cameras")
+    inputs = small(samples.images)  # what the image and video filters see
 
     report: dict[str, Any] = {"target_accuracy": TARGET, "tasks": {}}
     nets: dict[str, InputFilter] = {}
     built: dict[str, Task] = {}
     for name in tasks:
-        task = build_task(name, samples, models)
+        task = build_task(name, samples, inputs, models)
         built[name] = task
         report["tasks"][name], nets[name] = evaluate_task(task, args.epochs)
         write(report, args.out)
 
     report["filterability"] = (
-        [] if args.skip_filterability else filterability(samples, models, args.epochs)
+        []
+        if args.skip_filterability
+        else filterability(samples, inputs, models, args.epochs)
     )
     write(report, args.out)
 
